@@ -1,0 +1,176 @@
+"""Clustering speaker embeddings of time-ordered windows, with an automatic speaker count.
+
+The count is decided by two pieces of evidence, not by one similarity threshold:
+
+* **similarity** — two clusters whose centroids are more alike than ``same_speaker`` (cosine) are one voice;
+  with three or more clusters, so are two whose centroids still point the same way once the
+  recording's mean voice is taken away (``same_centred``): sub-clusters of one voice do, different
+  voices do not;
+* **turn-taking** — two clusters that take turns (A … B … A) are people in a conversation, while two
+  clusters that split the recording once (all of A, then all of B) are kept apart only when their
+  voices are clearly different (below ``single_change``). A voice drifts with language, topic,
+  microphone and loudness, and such a drift splits a monologue once; people talking take turns.
+
+Starting from many small clusters (average-linkage on the windows), the most similar pair that fails
+the test is merged until every remaining pair passes, then windows are re-assigned to the nearest
+centroid on embeddings centred on the recording's mean voice (which removes the channel).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class ClusterOptions:
+    same_speaker: float = 0.85
+    same_centred: float = 0.3
+    single_change: float = 0.55
+    min_speaker_s: float = 2.0  # a speaker needs this much speech (windows' hop × count)
+    initial_distance: float = 0.3  # cosine distance cut of the first, fine clustering
+    num_speakers: int | None = None
+    min_speakers: int = 1
+    max_speakers: int = 20
+
+
+def _normalize(x: np.ndarray) -> np.ndarray:
+    norm = np.linalg.norm(x, axis=-1, keepdims=True)
+    return np.asarray(x / np.maximum(norm, 1e-8), dtype=np.float32)
+
+
+def _centroids(emb: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
+    return _normalize(np.stack([emb[labels == i].mean(axis=0) for i in range(k)]))
+
+
+def _relabel(labels: np.ndarray) -> tuple[np.ndarray, int]:
+    """Renumber labels 0..k-1 in order of first appearance."""
+    order: dict[int, int] = {}
+    for lab in labels.tolist():
+        order.setdefault(lab, len(order))
+    return np.array([order[lab] for lab in labels.tolist()], dtype=np.int64), len(order)
+
+
+def smooth(labels: np.ndarray, width: int = 3) -> np.ndarray:
+    """Majority filter over a window of ``width`` neighbours (odd)."""
+    if len(labels) < width:
+        return labels
+    half = width // 2
+    out = labels.copy()
+    for i in range(len(labels)):
+        seg = labels[max(0, i - half) : i + half + 1]
+        values, counts = np.unique(seg, return_counts=True)
+        if counts.max() > len(seg) // 2:
+            out[i] = values[np.argmax(counts)]
+    return out
+
+
+def turn_changes(labels: np.ndarray, a: int, b: int, min_run: int = 2) -> int:
+    """How often the talk passes between clusters ``a`` and ``b`` (runs shorter than ``min_run``
+    windows are ignored as noise)."""
+    seq = [lab for lab in labels.tolist() if lab in (a, b)]
+    runs: list[tuple[int, int]] = []
+    for lab in seq:
+        if runs and runs[-1][0] == lab:
+            runs[-1] = (lab, runs[-1][1] + 1)
+        else:
+            runs.append((lab, 1))
+    kept = [lab for lab, n in runs if n >= min_run]
+    return sum(1 for i in range(1, len(kept)) if kept[i] != kept[i - 1])
+
+
+def _initial(emb: np.ndarray, options: ClusterOptions) -> np.ndarray:
+    from scipy.cluster.hierarchy import fcluster, linkage
+
+    if len(emb) < 2:
+        return np.zeros(len(emb), dtype=np.int64)
+    z = linkage(emb.astype(np.float64), method="average", metric="cosine")
+    labels = fcluster(z, t=options.initial_distance, criterion="distance") - 1
+    if labels.max() + 1 > 60:  # bound the greedy stage on very long inputs
+        labels = fcluster(z, t=60, criterion="maxclust") - 1
+    return np.asarray(labels, dtype=np.int64)
+
+
+def _distinct(sim: float, centred: float, changes: int, options: ClusterOptions) -> bool:
+    if sim >= options.same_speaker or centred >= options.same_centred:
+        return False
+    return changes >= 2 or sim < options.single_change
+
+
+def cluster(emb: np.ndarray, hop_s: float, options: ClusterOptions | None = None) -> np.ndarray:
+    """Speaker labels (0..k-1, in order of first appearance) for time-ordered window embeddings."""
+    options = options or ClusterOptions()
+    n = len(emb)
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    emb = _normalize(emb)
+    fixed = options.num_speakers
+    lo = max(1, fixed or options.min_speakers)
+    hi = max(lo, min(fixed or options.max_speakers, n))
+    labels, k = _relabel(_initial(emb, options))
+    centred = _normalize(emb - emb.mean(axis=0))
+    min_windows = max(1, int(round(options.min_speaker_s / hop_s)))
+
+    while k > 1:
+        cent = _centroids(emb, labels, k)
+        sim = cent @ cent.T
+        if k >= 3:
+            cc = _centroids(centred, labels, k)
+            sim_c = cc @ cc.T
+        else:  # with two clusters centring makes any pair opposite: it says nothing
+            sim_c = np.full((k, k), -1.0)
+        np.fill_diagonal(sim, -np.inf)
+        sizes = np.bincount(labels, minlength=k)
+        small = [i for i in range(k) if sizes[i] < min_windows]
+        if small and k > lo:
+            i = min(small, key=lambda s: sizes[s])
+            j = int(np.argmax(sim[i]))
+        else:
+            i, j = np.unravel_index(int(np.argmax(sim)), sim.shape)
+            must_merge = k > hi
+            if not must_merge and k <= lo:
+                break
+            if not must_merge:
+                smoothed = smooth(labels)
+                pairs = sorted(
+                    ((float(sim[a, b]), a, b) for a in range(k) for b in range(a + 1, k)), reverse=True
+                )
+                failing = [
+                    (s, a, b)
+                    for s, a, b in pairs
+                    if not _distinct(s, float(sim_c[a, b]), turn_changes(smoothed, a, b), options)
+                ]
+                if not failing:
+                    break
+                _, i, j = failing[0]
+        labels = np.where(labels == j, i, labels)
+        labels, k = _relabel(labels)
+
+    if k < lo and n >= lo:
+        labels = _split_to(emb, labels, lo)
+        labels, k = _relabel(labels)
+    return _refine(emb, labels, k)
+
+
+def _split_to(emb: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
+    from scipy.cluster.hierarchy import fcluster, linkage
+
+    z = linkage(emb.astype(np.float64), method="average", metric="cosine")
+    return np.asarray(fcluster(z, t=k, criterion="maxclust") - 1, dtype=np.int64)
+
+
+def _refine(emb: np.ndarray, labels: np.ndarray, k: int, rounds: int = 5) -> np.ndarray:
+    """A few k-means rounds on embeddings centred on the recording's mean voice."""
+    if k < 2:
+        return labels
+    centred = _normalize(emb - emb.mean(axis=0))
+    for _ in range(rounds):
+        cent = _centroids(centred, labels, k)
+        new = np.argmax(centred @ cent.T, axis=1)
+        new = smooth(new)
+        if len(np.unique(new)) < k or np.array_equal(new, labels):
+            break
+        labels = new
+    labels, _ = _relabel(labels)
+    return labels

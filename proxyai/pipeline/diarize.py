@@ -1,0 +1,234 @@
+"""Diarization: who speaks when.
+
+Backends: ``embedded`` (speech regions → overlapping windows → GE2E embeddings → clustering),
+``pyannote`` (see :mod:`proxyai.pipeline.pyannote_backend`) and ``none``. A stereo call whose
+channels carry different voices is diarized by channel (see :func:`diarize_channels`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from proxyai.pipeline.audio import SAMPLE_RATE
+from proxyai.pipeline.cluster import ClusterOptions, cluster
+from proxyai.pipeline.vad import Region, SpeechMap
+
+BACKENDS = ("embedded", "pyannote", "none")
+
+
+class DiarizationError(RuntimeError):
+    """A diarization backend cannot run (missing package, model or token)."""
+
+
+@dataclass(frozen=True)
+class Turn:
+    start: float
+    end: float
+    speaker: str
+
+    @property
+    def duration(self) -> float:
+        return self.end - self.start
+
+
+@dataclass
+class DiarizationOptions:
+    backend: str = "embedded"
+    num_speakers: int | None = None
+    min_speakers: int | None = None
+    max_speakers: int | None = None
+    window_s: float = 1.5
+    hop_s: float = 0.5
+    min_turn_s: float = 0.3
+    device: str = "cpu"
+    cluster: ClusterOptions = field(default_factory=ClusterOptions)
+
+    def __post_init__(self) -> None:
+        if self.backend not in BACKENDS:
+            raise ValueError(f"diarization must be one of {', '.join(BACKENDS)}, not {self.backend!r}")
+        for name in ("num_speakers", "min_speakers", "max_speakers"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be at least 1, not {value}")
+        if self.min_speakers and self.max_speakers and self.min_speakers > self.max_speakers:
+            raise ValueError("min_speakers is larger than max_speakers")
+
+    def cluster_options(self) -> ClusterOptions:
+        base = self.cluster
+        return ClusterOptions(
+            same_speaker=base.same_speaker,
+            single_change=base.single_change,
+            min_speaker_s=base.min_speaker_s,
+            initial_distance=base.initial_distance,
+            num_speakers=self.num_speakers,
+            min_speakers=self.min_speakers or 1,
+            max_speakers=self.max_speakers or base.max_speakers,
+        )
+
+
+Embedder = Callable[[np.ndarray], np.ndarray]  # (n, frames, 40) mels → (n, d) embeddings
+
+
+@dataclass
+class Windows:
+    """Embedding windows: their spans in seconds and their embeddings."""
+
+    starts: np.ndarray
+    ends: np.ndarray
+    embeddings: np.ndarray
+
+
+def embed_windows(
+    samples: np.ndarray, regions: list[Region], embed: Embedder, window_s: float = 1.5, hop_s: float = 0.5
+) -> Windows:
+    """Slide windows over every speech region and embed them, region by region (bounded memory).
+
+    A region shorter than a window is embedded whole (its frames repeated to the window's length).
+    """
+    from proxyai.pipeline.speaker import FRAMES_PER_SECOND, mel_spectrogram, normalize_volume
+
+    length = int(round(window_s * FRAMES_PER_SECOND))
+    hop = int(round(hop_s * FRAMES_PER_SECOND))
+    starts: list[float] = []
+    ends: list[float] = []
+    batch: list[np.ndarray] = []
+    out: list[np.ndarray] = []
+    for region in regions:
+        a, b = int(region.start * SAMPLE_RATE), int(region.end * SAMPLE_RATE)
+        mel = mel_spectrogram(normalize_volume(samples[a:b]))
+        if len(mel) < 10:
+            continue
+        if len(mel) <= length:
+            reps = int(np.ceil(length / len(mel)))
+            batch.append(np.tile(mel, (reps, 1))[:length])
+            starts.append(region.start)
+            ends.append(region.end)
+        else:
+            n = 1 + int(np.ceil((len(mel) - length) / hop))
+            for i in range(n):
+                s = min(i * hop, len(mel) - length)
+                batch.append(mel[s : s + length])
+                starts.append(region.start + s / FRAMES_PER_SECOND)
+                ends.append(region.start + (s + length) / FRAMES_PER_SECOND)
+        if len(batch) >= 256:
+            out.append(embed(np.stack(batch)))
+            batch = []
+    if batch:
+        out.append(embed(np.stack(batch)))
+    emb = np.concatenate(out) if out else np.zeros((0, 256), dtype=np.float32)
+    return Windows(np.array(starts), np.array(ends), emb)
+
+
+def labels_to_turns(
+    windows: Windows, labels: np.ndarray, regions: list[Region], min_turn_s: float = 0.3
+) -> list[Turn]:
+    """Turn window labels into speaker turns inside the speech regions.
+
+    Each 10 ms frame of a region takes the label of the window whose centre is nearest; runs of one
+    label become turns; a turn shorter than ``min_turn_s`` joins its neighbour.
+    """
+    if len(labels) == 0:
+        return []
+    centres = (windows.starts + windows.ends) / 2
+    turns: list[Turn] = []
+    step = 0.01
+    for region in regions:
+        times = np.arange(region.start, region.end, step) + step / 2
+        if len(times) == 0:
+            continue
+        inside = np.nonzero((windows.ends > region.start) & (windows.starts < region.end))[0]
+        pool = inside if len(inside) else np.arange(len(centres))
+        nearest = pool[np.argmin(np.abs(times[:, None] - centres[pool][None, :]), axis=1)]
+        frame_labels = labels[nearest]
+        runs: list[list[float]] = []  # [start, end, label]
+        for t, lab in zip(times, frame_labels, strict=True):
+            if runs and runs[-1][2] == lab:
+                runs[-1][1] = t + step / 2
+            else:
+                runs.append([t - step / 2, t + step / 2, float(lab)])
+        # absorb short runs into the longer neighbour
+        changed = True
+        while changed and len(runs) > 1:
+            changed = False
+            for i, run in enumerate(runs):
+                if run[1] - run[0] < min_turn_s:
+                    left = runs[i - 1] if i > 0 else None
+                    right = runs[i + 1] if i + 1 < len(runs) else None
+                    target = left if right is None or (left is not None and left[1] - left[0] >= right[1] - right[0]) else right
+                    assert target is not None
+                    target[0], target[1] = min(target[0], run[0]), max(target[1], run[1])
+                    del runs[i]
+                    changed = True
+                    break
+            merged: list[list[float]] = []
+            for run in runs:
+                if merged and merged[-1][2] == run[2]:
+                    merged[-1][1] = run[1]
+                else:
+                    merged.append(run)
+            runs = merged
+        for s, e, lab in runs:
+            turns.append(Turn(round(max(s, region.start), 3), round(min(e, region.end), 3), f"{int(lab)}"))
+    return name_speakers(turns)
+
+
+def name_speakers(turns: list[Turn]) -> list[Turn]:
+    """Rename speakers ``SPEAKER_00``, ``SPEAKER_01``, … in order of first appearance."""
+    names: dict[str, str] = {}
+    out = []
+    for t in sorted(turns, key=lambda t: (t.start, t.end)):
+        name = names.setdefault(t.speaker, f"SPEAKER_{len(names):02d}")
+        out.append(Turn(t.start, t.end, name))
+    return out
+
+
+def diarize_embedded(
+    samples: np.ndarray, speech: SpeechMap, embed: Embedder, options: DiarizationOptions
+) -> list[Turn]:
+    """The bundled backend over 16 kHz mono samples and their speech regions."""
+    if not speech.regions:
+        return []
+    windows = embed_windows(samples, speech.regions, embed, options.window_s, options.hop_s)
+    labels = cluster(windows.embeddings, options.hop_s, options.cluster_options())
+    return labels_to_turns(windows, labels, speech.regions, options.min_turn_s)
+
+
+def channels_differ(stereo: np.ndarray, speech: list[SpeechMap] | None = None) -> bool:
+    """Whether the two channels of ``(2, n)`` audio carry different voices (a call recorded per side),
+    not one signal copied or panned."""
+    if stereo.ndim != 2 or stereo.shape[0] != 2:
+        return False
+    left, right = stereo[0].astype(np.float64), stereo[1].astype(np.float64)
+    el, er = float(np.dot(left, left)), float(np.dot(right, right))
+    if el < 1e-6 or er < 1e-6:
+        return False
+    corr = abs(float(np.dot(left, right))) / np.sqrt(el * er)
+    if corr > 0.8:
+        return False
+    if speech is None:
+        return True
+    # Both sides must speak, and not always at the same moments.
+    a, b = (_mask(s) for s in speech)
+    n = min(len(a), len(b))
+    if a[:n].sum() == 0 or b[:n].sum() == 0:
+        return False
+    both = float((a[:n] & b[:n]).sum())
+    return both / float(min(a[:n].sum(), b[:n].sum())) < 0.8
+
+
+def _mask(speech: SpeechMap, step: float = 0.01) -> np.ndarray:
+    mask = np.zeros(int(speech.duration / step) + 1, dtype=bool)
+    for r in speech.regions:
+        mask[int(r.start / step) : int(r.end / step)] = True
+    return mask
+
+
+def diarize_channels(speech: list[SpeechMap]) -> list[Turn]:
+    """One speaker per channel: each channel's speech regions are its speaker's turns (overlaps kept)."""
+    turns = [
+        Turn(r.start, r.end, f"{ch}") for ch, s in enumerate(speech) for r in s.regions
+    ]
+    return name_speakers(turns)

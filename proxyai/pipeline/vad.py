@@ -1,0 +1,179 @@
+"""Speech regions from the Silero VAD that faster-whisper ships, and chunks for the recogniser.
+
+``VAD_LEVEL`` presets (0 keeps the most audio, 3 is the most aggressive):
+
+====== ========= ============= ================= ============== ==========
+level  threshold  off threshold  min speech (ms)  min pause (ms)  pad (ms)
+====== ========= ============= ================= ============== ==========
+0      0.25       0.10           100              600             300
+1      0.40       0.25           150              400             250
+2      0.50       0.35           200              300             200
+3      0.65       0.50           250              200             100
+====== ========= ============= ================= ============== ==========
+
+A region starts when the speech probability reaches ``threshold`` and ends once it has stayed below
+``off threshold`` for ``min pause``; regions shorter than ``min speech`` are dropped, the rest padded
+by ``pad`` on each side (never past a neighbour). Level 2 is the default.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from proxyai.pipeline.audio import SAMPLE_RATE
+
+WINDOW = 512  # samples per Silero frame (32 ms)
+FRAME_S = WINDOW / SAMPLE_RATE
+_PIECE = WINDOW * 18750  # run the model over 10-minute pieces to bound memory
+
+
+@dataclass(frozen=True)
+class VadOptions:
+    threshold: float = 0.5
+    off_threshold: float = 0.35
+    min_speech_s: float = 0.2
+    min_silence_s: float = 0.3
+    pad_s: float = 0.2
+
+
+PRESETS: dict[int, VadOptions] = {
+    0: VadOptions(0.25, 0.10, 0.10, 0.6, 0.3),
+    1: VadOptions(0.40, 0.25, 0.15, 0.4, 0.25),
+    2: VadOptions(0.50, 0.35, 0.20, 0.3, 0.2),
+    3: VadOptions(0.65, 0.50, 0.25, 0.2, 0.1),
+}
+DEFAULT_LEVEL = 2
+
+
+def preset(level: int) -> VadOptions:
+    """The options of ``VAD_LEVEL`` 0–3."""
+    if level not in PRESETS:
+        raise ValueError(f"VAD level must be 0, 1, 2 or 3, not {level!r}")
+    return PRESETS[level]
+
+
+@dataclass(frozen=True)
+class Region:
+    """A span in seconds."""
+
+    start: float
+    end: float
+
+    @property
+    def duration(self) -> float:
+        return self.end - self.start
+
+
+@dataclass
+class SpeechMap:
+    """Speech regions plus the per-frame probabilities they came from (one per 32 ms)."""
+
+    regions: list[Region]
+    probs: np.ndarray
+    duration: float
+
+    @property
+    def speech_duration(self) -> float:
+        return sum(r.duration for r in self.regions)
+
+
+def speech_probabilities(samples: np.ndarray) -> np.ndarray:
+    """Silero speech probability for every 32 ms frame of 16 kHz mono audio."""
+    from faster_whisper.vad import get_vad_model
+
+    if len(samples) == 0:
+        return np.zeros(0, dtype=np.float32)
+    model = get_vad_model()
+    out = []
+    for i in range(0, len(samples), _PIECE):
+        piece = samples[i : i + _PIECE]
+        if len(piece) % WINDOW:
+            piece = np.pad(piece, (0, WINDOW - len(piece) % WINDOW))
+        out.append(np.asarray(model(np.ascontiguousarray(piece, dtype=np.float32))).reshape(-1))
+    return np.concatenate(out).astype(np.float32)
+
+
+def regions_from_probabilities(probs: np.ndarray, duration: float, options: VadOptions) -> list[Region]:
+    """Hysteresis over the frame probabilities, then drop short regions and pad the rest."""
+    spans: list[list[int]] = []
+    start: int | None = None
+    below = 0
+    min_silence = max(1, round(options.min_silence_s / FRAME_S))
+    for i, p in enumerate(probs):
+        if start is None:
+            if p >= options.threshold:
+                start, below = i, 0
+        elif p < options.off_threshold:
+            below += 1
+            if below >= min_silence:
+                spans.append([start, i - below + 1])
+                start = None
+        else:
+            below = 0
+    if start is not None:
+        spans.append([start, len(probs) - below])
+    min_frames = options.min_speech_s / FRAME_S
+    kept = [s for s in spans if s[1] - s[0] >= min_frames]
+    regions: list[Region] = []
+    for k, (a, b) in enumerate(kept):
+        lo = a * FRAME_S - options.pad_s
+        hi = b * FRAME_S + options.pad_s
+        if k > 0:
+            prev_end = kept[k - 1][1] * FRAME_S
+            lo = max(lo, (prev_end + a * FRAME_S) / 2)
+        if k + 1 < len(kept):
+            lo_next = kept[k + 1][0] * FRAME_S
+            hi = min(hi, (b * FRAME_S + lo_next) / 2)
+        regions.append(Region(round(max(0.0, lo), 3), round(min(duration, hi), 3)))
+    return [r for r in regions if r.end > r.start]
+
+
+def detect_speech(samples: np.ndarray, options: VadOptions | None = None) -> SpeechMap:
+    """Speech regions of 16 kHz mono audio."""
+    options = options or preset(DEFAULT_LEVEL)
+    duration = len(samples) / SAMPLE_RATE
+    probs = speech_probabilities(samples)
+    return SpeechMap(regions_from_probabilities(probs, duration, options), probs, duration)
+
+
+def _quietest_cut(probs: np.ndarray, lo: float, hi: float) -> float:
+    """The time of the lowest speech probability in ``[lo, hi]`` (a pause between words)."""
+    a, b = int(lo / FRAME_S), max(int(lo / FRAME_S) + 1, int(hi / FRAME_S))
+    window = probs[a:b]
+    if len(window) == 0:
+        return hi
+    # Prefer the latest among nearly-equal minima so that chunks stay long.
+    best = float(window.min())
+    idx = int(np.nonzero(window <= best + 0.02)[0][-1])
+    return (a + idx + 0.5) * FRAME_S
+
+
+def make_chunks(speech: SpeechMap, max_length: float = 30.0) -> list[Region]:
+    """Group speech regions into chunks of at most ``max_length`` seconds.
+
+    Chunks end at pauses between regions; a region longer than ``max_length`` is cut where the
+    speech probability is lowest in the last third of the window, so a cut falls between words.
+    """
+    chunks: list[Region] = []
+    cur: Region | None = None
+    for region in speech.regions:
+        start = region.start
+        while region.end - start > max_length:
+            if cur is not None:
+                chunks.append(cur)
+                cur = None
+            cut = _quietest_cut(speech.probs, start + max_length * 2 / 3, start + max_length - FRAME_S)
+            chunks.append(Region(round(start, 3), round(cut, 3)))
+            start = cut
+        piece = Region(round(start, 3), region.end)
+        if cur is not None and piece.end - cur.start <= max_length:
+            cur = Region(cur.start, piece.end)
+        else:
+            if cur is not None:
+                chunks.append(cur)
+            cur = piece
+    if cur is not None:
+        chunks.append(cur)
+    return chunks
