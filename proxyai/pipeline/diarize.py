@@ -196,27 +196,27 @@ def diarize_embedded(
     return labels_to_turns(windows, labels, speech.regions, options.min_turn_s)
 
 
-def channels_differ(stereo: np.ndarray, speech: list[SpeechMap] | None = None) -> bool:
-    """Whether the two channels of ``(2, n)`` audio carry different voices (a call recorded per side),
-    not one signal copied or panned."""
+def channels_differ(stereo: np.ndarray, speech: list[SpeechMap] | None = None, max_lag_s: float = 0.01) -> bool:
+    """Whether the two channels of ``(2, n)`` audio carry different voices (a call recorded one side per
+    channel), not one scene heard by two microphones or one signal copied or panned.
+
+    The channels differ when both hold speech and their normalised cross-correlation stays below 0.5
+    at every lag up to ``max_lag_s`` (measured on the first minute).
+    """
     if stereo.ndim != 2 or stereo.shape[0] != 2:
         return False
-    left, right = stereo[0].astype(np.float64), stereo[1].astype(np.float64)
+    n = min(stereo.shape[1], 60 * SAMPLE_RATE)
+    left, right = stereo[0, :n].astype(np.float64), stereo[1, :n].astype(np.float64)
     el, er = float(np.dot(left, left)), float(np.dot(right, right))
     if el < 1e-6 or er < 1e-6:
         return False
-    corr = abs(float(np.dot(left, right))) / np.sqrt(el * er)
-    if corr > 0.8:
+    if speech is not None and any(not s.regions for s in speech):
         return False
-    if speech is None:
-        return True
-    # Both sides must speak, and not always at the same moments.
-    a, b = (_mask(s) for s in speech)
-    n = min(len(a), len(b))
-    if a[:n].sum() == 0 or b[:n].sum() == 0:
-        return False
-    both = float((a[:n] & b[:n]).sum())
-    return both / float(min(a[:n].sum(), b[:n].sum())) < 0.8
+    size = 1 << int(np.ceil(np.log2(2 * n)))
+    xcorr = np.fft.irfft(np.fft.rfft(left, size) * np.conj(np.fft.rfft(right, size)), size)
+    lag = int(max_lag_s * SAMPLE_RATE)
+    near = np.concatenate([xcorr[: lag + 1], xcorr[-lag:]])
+    return float(np.max(np.abs(near))) / np.sqrt(el * er) < 0.5
 
 
 def _mask(speech: SpeechMap, step: float = 0.01) -> np.ndarray:
@@ -227,8 +227,9 @@ def _mask(speech: SpeechMap, step: float = 0.01) -> np.ndarray:
 
 
 def diarize_channels(speech: list[SpeechMap]) -> list[Turn]:
-    """One speaker per channel: each channel's speech regions are its speaker's turns (overlaps kept)."""
-    turns = [
-        Turn(r.start, r.end, f"{ch}") for ch, s in enumerate(speech) for r in s.regions
-    ]
-    return name_speakers(turns)
+    """One speaker per channel: each channel's speech regions are its speaker's turns (overlaps kept).
+
+    Speakers are named ``CH0``, ``CH1`` after their channel; the pipeline names them in order of
+    appearance when it merges."""
+    turns = [Turn(r.start, r.end, f"CH{ch}") for ch, s in enumerate(speech) for r in s.regions]
+    return sorted(turns, key=lambda t: (t.start, t.end))

@@ -1,0 +1,235 @@
+"""The whole pipeline in one process: decode → voice chunks → (Whisper ‖ diarization) → merge.
+
+The stages are also callable one by one (``prepare``, ``transcribe``, ``diarize``, ``merge``) so that
+a task queue can run recognition and diarization on different workers.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from proxyai.pipeline import vad
+from proxyai.pipeline.align import assign_speakers, rename_in_order
+from proxyai.pipeline.asr import AsrOptions, Segment, Word, shift, transcribe_chunks
+from proxyai.pipeline.audio import SAMPLE_RATE, Audio, decode
+from proxyai.pipeline.diarize import (
+    DiarizationOptions,
+    Turn,
+    channels_differ,
+    diarize_channels,
+    diarize_embedded,
+)
+from proxyai.pipeline.models import DEFAULT_ENCODER, DEFAULT_WHISPER, ModelManager, models
+
+CHANNEL_MODES = ("auto", "mix", "split")
+Progress = Callable[[str, float], None]  # (stage, fraction 0–1)
+
+
+@dataclass
+class PipelineOptions:
+    model: str = DEFAULT_WHISPER
+    device: str = "auto"
+    compute_type: str = "auto"
+    cpu_threads: int = 0
+    encoder: str = DEFAULT_ENCODER
+    vad_level: int = vad.DEFAULT_LEVEL
+    segment_length: float = 30.0
+    channels: str = "auto"
+    pyannote_protocol: str | None = None
+    huggingface_token: str | None = None
+    asr: AsrOptions = field(default_factory=AsrOptions)
+    diarization: DiarizationOptions = field(default_factory=DiarizationOptions)
+
+    def __post_init__(self) -> None:
+        if self.channels not in CHANNEL_MODES:
+            raise ValueError(f"channels must be auto, mix or split, not {self.channels!r}")
+        if not 1.0 <= self.segment_length <= 30.0:
+            raise ValueError(f"segment length must be between 1 and 30 seconds, not {self.segment_length}")
+        vad.preset(self.vad_level)
+
+
+@dataclass
+class Prepared:
+    """Decoded audio and its speech: one track when mixed, one per channel when split."""
+
+    tracks: list[np.ndarray]
+    speech: list[vad.SpeechMap]
+    chunks: list[list[vad.Region]]
+    duration: float
+    split: bool
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def mono(self) -> np.ndarray:
+        if len(self.tracks) == 1:
+            return self.tracks[0]
+        return np.asarray(np.mean(np.stack(self.tracks), axis=0), dtype=np.float32)
+
+
+def prepare(source: str | os.PathLike[str] | Audio, options: PipelineOptions) -> Prepared:
+    """Decode (keeping stereo channels unless mixing) and find speech; decide mixed or split."""
+    t0 = time.perf_counter()
+    if isinstance(source, Audio):
+        audio = source
+    else:
+        audio = decode(source, keep_channels=options.channels != "mix")
+    t1 = time.perf_counter()
+    vad_opts = vad.preset(options.vad_level)
+    split = False
+    tracks = [audio.samples] if audio.channels == 1 else [audio.samples[0], audio.samples[1]]
+    speech: list[vad.SpeechMap] = []
+    if audio.channels == 2 and options.channels != "mix":
+        speech = [vad.detect_speech(t, vad_opts) for t in tracks]
+        split = options.channels == "split" or channels_differ(audio.samples, speech)
+    if not split:
+        mono = audio.mono()
+        tracks = [mono]
+        speech = [vad.detect_speech(mono, vad_opts)]
+    del audio
+    chunks = [vad.make_chunks(s, options.segment_length) for s in speech]
+    t2 = time.perf_counter()
+    duration = len(tracks[0]) / SAMPLE_RATE
+    return Prepared(tracks, speech, chunks, duration, split, {"decode": t1 - t0, "vad": t2 - t1})
+
+
+@dataclass
+class Transcription:
+    language: str | None
+    language_probability: float
+    segments: list[Segment]
+
+
+def transcribe(
+    prep: Prepared, options: PipelineOptions, manager: ModelManager = models, progress: Progress | None = None
+) -> Transcription:
+    """Recognise every chunk of every track in one batched pass."""
+    model = manager.whisper(options.model, options.device, options.compute_type, options.cpu_threads)
+    if len(prep.tracks) == 1:
+        samples, chunks = prep.tracks[0], prep.chunks[0]
+    else:  # lay the channels end to end so that their chunks share batches
+        samples = np.concatenate(prep.tracks)
+        chunks = list(prep.chunks[0])
+        for ch in range(1, len(prep.tracks)):
+            offset = ch * prep.duration
+            chunks += [vad.Region(c.start + offset, c.end + offset) for c in prep.chunks[ch]]
+
+    def on_chunk(done: int, total: int) -> None:
+        if progress is not None:
+            progress("transcribing", done / max(total, 1))
+
+    result = transcribe_chunks(model, samples, chunks, options.asr, on_chunk)
+    if len(prep.tracks) == 1:
+        segments = result.segments
+    else:
+        segments = []
+        for ch in range(len(prep.tracks)):
+            lo, hi = ch * prep.duration, (ch + 1) * prep.duration
+            part = type(result)(result.language, result.language_probability, [
+                s for s in result.segments if lo <= (s.start + s.end) / 2 < hi
+            ])
+            for seg in shift(part, lo, channel=ch):
+                seg.speaker = f"CH{ch}"
+                segments.append(seg)
+        segments.sort(key=lambda s: s.start)
+    return Transcription(result.language, result.language_probability, segments)
+
+
+def diarize(prep: Prepared, options: PipelineOptions, manager: ModelManager = models) -> list[Turn]:
+    """Who speaks when, by the configured backend (by channel for a split stereo call)."""
+    dopts = options.diarization
+    if dopts.backend == "none":
+        return []
+    if prep.split:
+        return diarize_channels(prep.speech)
+    if dopts.backend == "pyannote":
+        from proxyai.pipeline.pyannote_backend import diarize_pyannote, load_pipeline
+
+        pipeline = manager.get(
+            ("pyannote", options.pyannote_protocol, dopts.device),
+            lambda: load_pipeline(options.pyannote_protocol, options.huggingface_token, dopts.device),
+        )
+        return diarize_pyannote(pipeline, prep.mono, dopts)
+    encoder = manager.encoder(options.encoder, dopts.device)
+    return diarize_embedded(prep.tracks[0], prep.speech[0], encoder.embed, dopts)
+
+
+def merge(
+    prep: Prepared,
+    transcription: Transcription,
+    turns: list[Turn],
+    options: PipelineOptions,
+    timings: dict[str, float] | None = None,
+) -> dict[str, Any]:
+    """Words to speakers, speakers named in order of appearance, the JSON result."""
+    segments = assign_speakers(transcription.segments, turns) if turns or prep.split else [
+        Segment(s.start, s.end, s.text, s.words) for s in transcription.segments
+    ]
+    segments, turns = rename_in_order(segments, turns)
+    speakers = sorted({s.speaker for s in segments if s.speaker} | {t.speaker for t in turns})
+    backend = "channels" if prep.split and options.diarization.backend != "none" else options.diarization.backend
+    return {
+        "duration": round(prep.duration, 3),
+        "language": transcription.language,
+        "language_probability": transcription.language_probability,
+        "speakers": [{"id": s, "label": s} for s in speakers],
+        "segments": [_segment_json(s) for s in segments],
+        "diarization": [{"start": t.start, "end": t.end, "speaker": t.speaker} for t in turns],
+        "model": {"asr": options.model, "diarization": backend},
+        "timings": {k: round(v, 3) for k, v in (timings or {}).items()},
+    }
+
+
+def _segment_json(seg: Segment) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "start": seg.start,
+        "end": seg.end,
+        "speaker": seg.speaker,
+        "text": seg.text,
+        "words": [_word_json(w) for w in seg.words],
+    }
+    if seg.channel is not None:
+        out["channel"] = seg.channel
+    return out
+
+
+def _word_json(w: Word) -> dict[str, Any]:
+    return {"start": w.start, "end": w.end, "word": w.word.strip(), "probability": w.probability}
+
+
+def run(
+    source: str | os.PathLike[str] | Audio,
+    options: PipelineOptions | None = None,
+    progress: Progress | None = None,
+    manager: ModelManager = models,
+) -> dict[str, Any]:
+    """Transcribe and diarize ``source``; recognition and diarization run side by side."""
+    options = options or PipelineOptions()
+    t0 = time.perf_counter()
+    if progress:
+        progress("decoding", 0.0)
+    prep = prepare(source, options)
+    timings = dict(prep.timings)
+
+    def timed(name: str, fn: Callable[[], Any]) -> Any:
+        start = time.perf_counter()
+        try:
+            return fn()
+        finally:
+            timings[name] = time.perf_counter() - start
+
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="proxyai") as pool:
+        diar = pool.submit(timed, "diarization", lambda: diarize(prep, options, manager))
+        asr = pool.submit(timed, "asr", lambda: transcribe(prep, options, manager, progress))
+        transcription = asr.result()
+        turns = diar.result()
+    if progress:
+        progress("merging", 1.0)
+    timings["total"] = time.perf_counter() - t0
+    return merge(prep, transcription, turns, options, timings)
