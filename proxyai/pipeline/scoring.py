@@ -98,9 +98,29 @@ def der(reference: Sequence[Turn], hypothesis: Sequence[Turn], collar: float = 0
     )
 
 
-def normalize_words(text: str) -> list[str]:
-    """Lower-case, drop punctuation, split on white space (for WER)."""
-    text = unicodedata.normalize("NFKC", text).lower().replace("ё", "е")
+def _spell_numbers(text: str, language: str | None) -> str:
+    """Write digit runs as words in ``language`` (``12.34`` → ``twelve thirty-four``), when num2words
+    knows the language; otherwise leave them."""
+    if not language or not re.search(r"\d", text):
+        return text
+    try:
+        from num2words import num2words
+    except ImportError:
+        return text
+
+    def spell(match: re.Match[str]) -> str:
+        try:
+            return f" {num2words(int(match.group(0)), lang=language)} "
+        except (NotImplementedError, OverflowError, ValueError):
+            return match.group(0)
+
+    return re.sub(r"\d+", spell, text)
+
+
+def normalize_words(text: str, language: str | None = None) -> list[str]:
+    """Lower-case, spell out numbers in ``language``, drop punctuation, split on white space (for WER)."""
+    text = _spell_numbers(unicodedata.normalize("NFKC", text), language)
+    text = text.lower().replace("ё", "е").replace("-", " ")
     text = re.sub(r"[^\w\s']|_", " ", text)
     text = text.replace("'", "")
     return text.split()
@@ -130,8 +150,9 @@ def _align(ref: Sequence[str], hyp: Sequence[str]) -> list[tuple[int | None, int
     return pairs[::-1]
 
 
-def wer(reference: str, hypothesis: str) -> float:
-    ref, hyp = normalize_words(reference), normalize_words(hypothesis)
+def wer(reference: str, hypothesis: str, language: str | None = None) -> float:
+    """Word error rate after :func:`normalize_words` on both sides."""
+    ref, hyp = normalize_words(reference, language), normalize_words(hypothesis, language)
     if not ref:
         return float(len(hyp) > 0)
     errors = sum(1 for r, h in _align(ref, hyp) if r is None or h is None or ref[r] != hyp[h])
@@ -142,6 +163,7 @@ def word_attribution(
     reference: Iterable[tuple[str, str]],
     hypothesis: Iterable[tuple[str, str]],
     mapping: dict[str, str],
+    language: str | None = None,
 ) -> float:
     """Share of reference words whose aligned hypothesis word carries the right speaker.
 
@@ -149,8 +171,8 @@ def word_attribution(
     hypothesis speakers to reference speakers (see :func:`speaker_mapping`). A reference word the
     recogniser dropped counts as wrong.
     """
-    ref_words = [(s, w) for s, text in reference for w in normalize_words(text)]
-    hyp_words = [(s, w) for s, text in hypothesis for w in normalize_words(text)]
+    ref_words = [(s, w) for s, text in reference for w in normalize_words(text, language)]
+    hyp_words = [(s, w) for s, text in hypothesis for w in normalize_words(text, language)]
     if not ref_words:
         return 1.0
     pairs = _align([w for _, w in ref_words], [w for _, w in hyp_words])

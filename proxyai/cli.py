@@ -1,0 +1,163 @@
+"""The ``proxyai`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from proxyai import __version__
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="proxyai", description="Speaker-attributed transcripts, offline.")
+    parser.add_argument("--version", action="version", version=f"proxyai {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("transcribe", help="transcribe and diarize one file")
+    t.add_argument("file", help="audio or video file (wav, mp3, flac, ogg/opus, m4a, webm, mp4, …)")
+    t.add_argument("-o", "--output", help="write here instead of stdout")
+    t.add_argument("--format", choices=["json", "srt", "vtt", "txt", "rttm"], default=None,
+                   help="output format (default: from the -o extension, else txt)")
+    t.add_argument("--language", help="language code (default: detected)")
+    t.add_argument("--task", choices=["transcribe", "translate"], default="transcribe")
+    t.add_argument("--model", default=os.environ.get("WHISPER_MODEL_PATH") or os.environ.get("WHISPER_MODEL") or "base",
+                   help="Whisper model: base (bundled, default), tiny.en (bundled), a hub name or a local directory")
+    t.add_argument("--diarization", choices=["embedded", "pyannote", "none"], default="embedded")
+    t.add_argument("--num-speakers", type=_positive)
+    t.add_argument("--min-speakers", type=_positive)
+    t.add_argument("--max-speakers", type=_positive)
+    t.add_argument("--channels", choices=["auto", "mix", "split"], default="auto",
+                   help="stereo calls: auto (by channel when the sides differ), mix or split")
+    t.add_argument("--device", choices=["auto", "cpu", "cuda"], default=os.environ.get("WHISPER_DEVICE", "auto"))
+    t.add_argument("--compute-type", default=os.environ.get("WHISPER_COMPUTE_TYPE", "auto"))
+    t.add_argument("--batch-size", type=_positive, default=8)
+    t.add_argument("--beam-size", type=_positive, default=5)
+    t.add_argument("--vad-level", type=int, choices=[0, 1, 2, 3], default=int(os.environ.get("VAD_LEVEL", "2")))
+    t.add_argument("--segment-length", type=float, default=float(os.environ.get("SEGMENT_LENGTH_S", "30")))
+    t.add_argument("--initial-prompt")
+    t.add_argument("--hotwords")
+    t.add_argument("--names", help="speaker names, e.g. SPEAKER_00=Anna,SPEAKER_01=Oleg")
+    t.add_argument("--quiet", action="store_true", help="no progress bar")
+    return parser
+
+
+def _names(text: str | None) -> dict[str, str]:
+    if not text:
+        return {}
+    out = {}
+    for item in text.split(","):
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip() or not value.strip():
+            raise ValueError(f"--names: expected SPEAKER_00=Name, got {item!r}")
+        out[key.strip()] = value.strip()
+    return out
+
+
+class _Bar:
+    """A progress bar on stderr, shown for inputs longer than a minute."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.bar: Any = None
+
+    def __call__(self, stage: str, fraction: float) -> None:
+        if not self.enabled:
+            return
+        if self.bar is None:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=100, file=sys.stderr, unit="%", bar_format="{desc:<14}{bar}| {n:.0f}% [{elapsed}]")
+        self.bar.set_description_str(stage)
+        self.bar.n = round(fraction * 100)
+        self.bar.refresh()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def transcribe(args: argparse.Namespace) -> int:
+    from proxyai.pipeline.asr import AsrOptions
+    from proxyai.pipeline.audio import probe
+    from proxyai.pipeline.diarize import DiarizationOptions
+    from proxyai.pipeline.formats import render
+    from proxyai.pipeline.run import PipelineOptions, run
+
+    fmt = args.format
+    if fmt is None:
+        ext = os.path.splitext(args.output or "")[1].lstrip(".").lower()
+        fmt = ext if ext in ("json", "srt", "vtt", "txt", "rttm") else "txt"
+    names = _names(args.names)
+    info = probe(args.file)
+    options = PipelineOptions(
+        model=args.model,
+        device=args.device,
+        compute_type=args.compute_type,
+        vad_level=args.vad_level,
+        segment_length=args.segment_length,
+        channels=args.channels,
+        pyannote_protocol=os.environ.get("PYANNOTE_PROTOCOL") or None,
+        huggingface_token=os.environ.get("HUGGINGFACE_TOKEN") or None,
+        asr=AsrOptions(
+            language=args.language,
+            task=args.task,
+            batch_size=args.batch_size,
+            beam_size=args.beam_size,
+            initial_prompt=args.initial_prompt,
+            hotwords=args.hotwords,
+        ),
+        diarization=DiarizationOptions(
+            backend=args.diarization,
+            num_speakers=args.num_speakers,
+            min_speakers=args.min_speakers,
+            max_speakers=args.max_speakers,
+            device="cpu" if args.device == "cpu" else "auto",
+        ),
+    )
+    bar = _Bar(enabled=not args.quiet and info.duration > 60)
+    try:
+        result = run(args.file, options, progress=bar)
+    finally:
+        bar.close()
+    text = render(result, fmt, names)
+    if args.output:
+        tmp = f"{args.output}.part"
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, args.output)
+    else:
+        sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from proxyai.pipeline.audio import AudioError
+    from proxyai.pipeline.diarize import DiarizationError
+    from proxyai.pipeline.models import ModelError
+
+    try:
+        if args.command == "transcribe":
+            return transcribe(args)
+    except (AudioError, ModelError, DiarizationError, ValueError, OSError) as exc:
+        print(f"proxyai: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    parser.error(f"unknown command {args.command}")
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
