@@ -10,34 +10,48 @@ from proxyai.pipeline.asr import Segment, Word
 from proxyai.pipeline.diarize import Turn
 
 
-def speaker_for(start: float, end: float, turns: Sequence[Turn], starts: Sequence[float] | None = None) -> str | None:
-    """The speaker of ``[start, end]`` among time-sorted ``turns``."""
-    if not turns:
-        return None
-    starts = starts if starts is not None else [t.start for t in turns]
-    overlap: dict[str, float] = {}
-    # Turns may overlap one another, so look back a little further than the insertion point.
-    i = bisect.bisect_right(starts, end)
-    j = i - 1
-    longest = max(t.duration for t in turns)
-    while j >= 0 and turns[j].start >= start - longest:
-        t = turns[j]
-        ov = min(end, t.end) - max(start, t.start)
-        if ov > 0:
-            overlap[t.speaker] = overlap.get(t.speaker, 0.0) + ov
-        j -= 1
-    if overlap:
-        return max(overlap.items(), key=lambda kv: kv[1])[0]
-    mid = (start + end) / 2
-    k = bisect.bisect_left(starts, mid)
-    candidates = [turns[x] for x in (k - 1, k) if 0 <= x < len(turns)]
-    # the nearest turn by edge distance (and, through look-back, one that ended just before)
-    j = k - 1
-    while j >= 0 and turns[j].start >= mid - longest:
-        candidates.append(turns[j])
-        j -= 1
-    best = min(candidates, key=lambda t: max(t.start - mid, mid - t.end, 0.0))
-    return best.speaker
+class TurnIndex:
+    """Time-sorted turns with what a word look-up needs: starts, the longest turn, and for every
+    prefix the turn that ends last (turns may overlap, as pyannote's do)."""
+
+    def __init__(self, turns: Sequence[Turn]) -> None:
+        self.turns = sorted(turns, key=lambda t: (t.start, t.end))
+        self.starts = [t.start for t in self.turns]
+        self.longest = max((t.duration for t in self.turns), default=0.0)
+        self.last_ending: list[int] = []
+        best = -1
+        for i, t in enumerate(self.turns):
+            if best < 0 or t.end > self.turns[best].end:
+                best = i
+            self.last_ending.append(best)
+
+    def speaker(self, start: float, end: float) -> str | None:
+        """The speaker overlapping ``[start, end]`` most, else the nearest turn's."""
+        turns = self.turns
+        if not turns:
+            return None
+        overlap: dict[str, float] = {}
+        j = bisect.bisect_right(self.starts, end) - 1
+        while j >= 0 and turns[j].start >= start - self.longest:
+            t = turns[j]
+            ov = min(end, t.end) - max(start, t.start)
+            if ov > 0:
+                overlap[t.speaker] = overlap.get(t.speaker, 0.0) + ov
+            j -= 1
+        if overlap:
+            return max(overlap.items(), key=lambda kv: kv[1])[0]
+        mid = (start + end) / 2
+        k = bisect.bisect_left(self.starts, mid)
+        candidates = [turns[k]] if k < len(turns) else []
+        if k > 0:
+            candidates.append(turns[self.last_ending[k - 1]])
+        best = min(candidates, key=lambda t: max(t.start - mid, mid - t.end, 0.0))
+        return best.speaker
+
+
+def speaker_for(start: float, end: float, turns: Sequence[Turn]) -> str | None:
+    """The speaker of ``[start, end]``: the turn overlapping it most, else the nearest turn."""
+    return TurnIndex(turns).speaker(start, end)
 
 
 def assign_speakers(
@@ -45,14 +59,13 @@ def assign_speakers(
 ) -> list[Segment]:
     """Give every word a speaker and re-cut segments at speaker changes (and at pauses over
     ``max_pause`` seconds). Words that already carry a speaker keep it."""
-    turns = sorted(turns, key=lambda t: t.start)
-    starts = [t.start for t in turns]
+    index = TurnIndex(turns)
     out: list[Segment] = []
     for seg in segments:
         words = seg.words or [Word(seg.start, seg.end, seg.text, 1.0)]
         current: list[Word] = []
         for w in words:
-            speaker = w.speaker or seg.speaker or speaker_for(w.start, w.end, turns, starts)
+            speaker = w.speaker or seg.speaker or index.speaker(w.start, w.end)
             word = Word(w.start, w.end, w.word, w.probability, speaker)
             if current and (current[-1].speaker != speaker or word.start - current[-1].end > max_pause):
                 out.append(_segment(current, seg.channel))

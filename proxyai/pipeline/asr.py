@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from proxyai.pipeline.audio import SAMPLE_RATE
-from proxyai.pipeline.vad import Region
+from proxyai.pipeline.vad import Chunk
 
 TASKS = ("transcribe", "translate")
 
@@ -69,17 +69,42 @@ def check_language(model: Any, language: str | None) -> None:
         raise ValueError(f"unknown language {language!r}; use a Whisper language code such as en, ru, de")
 
 
+class _TimeMap:
+    """Maps times in the packed audio (chunks' pieces laid end to end) back to the original."""
+
+    def __init__(self, chunks: Sequence[Chunk]) -> None:
+        self.packed: list[float] = []
+        self.original: list[float] = []
+        self.lengths: list[float] = []
+        t = 0.0
+        for chunk in chunks:
+            for piece in chunk.pieces:
+                self.packed.append(t)
+                self.original.append(piece.start)
+                self.lengths.append(piece.duration)
+                t += piece.duration
+
+    def __call__(self, t: float, is_end: bool = False) -> float:
+        import bisect
+
+        i = (bisect.bisect_left if is_end else bisect.bisect_right)(self.packed, t) - 1
+        i = min(max(i, 0), len(self.packed) - 1)
+        inside = min(max(t - self.packed[i], 0.0), self.lengths[i])
+        return round(self.original[i] + inside, 3)
+
+
 def transcribe_chunks(
     model: Any,
     samples: np.ndarray,
-    chunks: Sequence[Region],
+    chunks: Sequence[Chunk],
     options: AsrOptions | None = None,
     on_chunk: Callable[[int, int], None] | None = None,
 ) -> AsrResult:
-    """Transcribe ``chunks`` (each ≤ 30 s) of 16 kHz mono ``samples`` in batches.
+    """Transcribe ``chunks`` of 16 kHz mono ``samples`` in batches.
 
-    ``model`` is a ``faster_whisper.WhisperModel``; ``on_chunk(done, total)`` reports progress.
-    Times in the result are seconds from the start of ``samples``.
+    Each chunk's pieces are laid end to end (pauses dropped), so every 30-second Whisper window is
+    filled with speech. ``model`` is a ``faster_whisper.WhisperModel``; ``on_chunk(done, total)``
+    reports progress. Times in the result are seconds from the start of ``samples``.
     """
     from faster_whisper import BatchedInferencePipeline
 
@@ -87,10 +112,18 @@ def transcribe_chunks(
     check_language(model, options.language)
     if not chunks:
         return AsrResult(options.language, 0.0 if options.language is None else 1.0, [])
+    packed = np.concatenate(
+        [samples[int(p.start * SAMPLE_RATE) : int(p.end * SAMPLE_RATE)] for c in chunks for p in c.pieces]
+    )
+    clips = []
+    t = 0.0
+    for c in chunks:
+        clips.append({"start": t, "end": t + c.speech})
+        t += c.speech
+    to_original = _TimeMap(chunks)
     pipeline = BatchedInferencePipeline(model=model)
-    clips = [{"start": c.start, "end": c.end} for c in chunks]
     seg_iter, info = pipeline.transcribe(
-        samples,
+        packed,
         language=options.language,
         task=options.task,
         beam_size=options.beam_size,
@@ -102,20 +135,24 @@ def transcribe_chunks(
         clip_timestamps=clips,
         vad_filter=False,
     )
-    ends = [c.end for c in chunks]
+    ends = [c["end"] for c in clips]
     segments: list[Segment] = []
     done = 0
     for seg in seg_iter:
         words = [
-            Word(round(w.start, 3), round(w.end, 3), w.word, round(float(w.probability), 4)) for w in seg.words or []
+            Word(to_original(w.start), to_original(w.end, is_end=True), w.word, round(float(w.probability), 4))
+            for w in seg.words or []
+            if w.word.strip()
         ]
-        words = [w for w in words if w.word.strip()]
+        for w in words:
+            w.end = max(w.end, w.start)
         if words:
             segments.append(Segment(words[0].start, words[-1].end, "".join(w.word for w in words).strip(), words))
         if on_chunk is not None:
             while done < len(ends) and ends[done] <= seg.end + 1e-3:
                 done += 1
             on_chunk(done, len(chunks))
+    del packed
     if on_chunk is not None:
         on_chunk(len(chunks), len(chunks))
     return AsrResult(info.language, round(float(info.language_probability), 4), segments)

@@ -92,10 +92,43 @@ def _initial(emb: np.ndarray, options: ClusterOptions) -> np.ndarray:
     return np.asarray(labels, dtype=np.int64)
 
 
-def _distinct(sim: float, centred: float, changes: int, options: ClusterOptions) -> bool:
-    if sim >= options.same_speaker or centred >= options.same_centred:
-        return False
-    return changes >= 2 or sim < options.single_change
+def _next_merge(
+    labels: np.ndarray, emb: np.ndarray, centred: np.ndarray, k: int, lo: int, hi: int, min_windows: int,
+    options: ClusterOptions,
+) -> tuple[int, int] | None:
+    """The pair of clusters to merge next, or None when every pair is two speakers.
+
+    In order: a cluster with too little speech joins its nearest; above ``hi`` the closest pair
+    merges; then pairs that are one voice by similarity (closest first); only when none is left,
+    pairs that never take turns and are not clearly different voices.
+    """
+    cent = _centroids(emb, labels, k)
+    sim = cent @ cent.T
+    np.fill_diagonal(sim, -np.inf)
+    sizes = np.bincount(labels, minlength=k)
+    small = [i for i in range(k) if sizes[i] < min_windows]
+    if small and k > lo:
+        i = min(small, key=lambda s: int(sizes[s]))
+        return i, int(np.argmax(sim[i]))
+    if k > hi:
+        i, j = np.unravel_index(int(np.argmax(sim)), sim.shape)
+        return int(i), int(j)
+    if k <= lo:
+        return None
+    if k >= 3:
+        cc = _centroids(centred, labels, k)
+        sim_c = cc @ cc.T
+    else:  # with two clusters, centring makes any pair opposite: it says nothing
+        sim_c = np.full((k, k), -1.0)
+    pairs = sorted(((float(sim[a, b]), a, b) for a in range(k) for b in range(a + 1, k)), reverse=True)
+    for s, a, b in pairs:
+        if s >= options.same_speaker or sim_c[a, b] >= options.same_centred:
+            return a, b
+    smoothed = smooth(labels)
+    for s, a, b in pairs:
+        if s >= options.single_change and turn_changes(smoothed, a, b) < 2:
+            return a, b
+    return None
 
 
 def cluster(emb: np.ndarray, hop_s: float, options: ClusterOptions | None = None) -> np.ndarray:
@@ -113,37 +146,10 @@ def cluster(emb: np.ndarray, hop_s: float, options: ClusterOptions | None = None
     min_windows = max(1, int(round(options.min_speaker_s / hop_s)))
 
     while k > 1:
-        cent = _centroids(emb, labels, k)
-        sim = cent @ cent.T
-        if k >= 3:
-            cc = _centroids(centred, labels, k)
-            sim_c = cc @ cc.T
-        else:  # with two clusters centring makes any pair opposite: it says nothing
-            sim_c = np.full((k, k), -1.0)
-        np.fill_diagonal(sim, -np.inf)
-        sizes = np.bincount(labels, minlength=k)
-        small = [i for i in range(k) if sizes[i] < min_windows]
-        if small and k > lo:
-            i = min(small, key=lambda s: sizes[s])
-            j = int(np.argmax(sim[i]))
-        else:
-            i, j = np.unravel_index(int(np.argmax(sim)), sim.shape)
-            must_merge = k > hi
-            if not must_merge and k <= lo:
-                break
-            if not must_merge:
-                smoothed = smooth(labels)
-                pairs = sorted(
-                    ((float(sim[a, b]), a, b) for a in range(k) for b in range(a + 1, k)), reverse=True
-                )
-                failing = [
-                    (s, a, b)
-                    for s, a, b in pairs
-                    if not _distinct(s, float(sim_c[a, b]), turn_changes(smoothed, a, b), options)
-                ]
-                if not failing:
-                    break
-                _, i, j = failing[0]
+        pair = _next_merge(labels, emb, centred, k, lo, hi, min_windows, options)
+        if pair is None:
+            break
+        i, j = pair
         labels = np.where(labels == j, i, labels)
         labels, k = _relabel(labels)
 

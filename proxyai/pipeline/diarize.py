@@ -7,6 +7,7 @@ channels carry different voices is diarized by channel (see :func:`diarize_chann
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -57,15 +58,11 @@ class DiarizationOptions:
             raise ValueError("min_speakers is larger than max_speakers")
 
     def cluster_options(self) -> ClusterOptions:
-        base = self.cluster
-        return ClusterOptions(
-            same_speaker=base.same_speaker,
-            single_change=base.single_change,
-            min_speaker_s=base.min_speaker_s,
-            initial_distance=base.initial_distance,
+        return dataclasses.replace(
+            self.cluster,
             num_speakers=self.num_speakers,
             min_speakers=self.min_speakers or 1,
-            max_speakers=self.max_speakers or base.max_speakers,
+            max_speakers=self.max_speakers or self.cluster.max_speakers,
         )
 
 
@@ -215,7 +212,7 @@ def channels_differ(stereo: np.ndarray, speech: list[SpeechMap] | None = None, m
     size = 1 << int(np.ceil(np.log2(2 * n)))
     xcorr = np.fft.irfft(np.fft.rfft(left, size) * np.conj(np.fft.rfft(right, size)), size)
     lag = int(max_lag_s * SAMPLE_RATE)
-    near = np.concatenate([xcorr[: lag + 1], xcorr[-lag:]])
+    near = np.concatenate([xcorr[: lag + 1], xcorr[len(xcorr) - lag :]])
     return float(np.max(np.abs(near))) / np.sqrt(el * er) < 0.5
 
 

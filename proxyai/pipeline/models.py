@@ -96,7 +96,7 @@ def resolve_whisper(name: str | None = None, download_root: str | None = None) -
     """A local directory for ``name``; see the module's docstring for what a name may be."""
     name = (name or DEFAULT_WHISPER).strip()
     path = Path(os.path.expanduser(name))
-    if path.is_dir():
+    if path.is_dir() and (name not in BUNDLED_WHISPER or (path / "model.bin").exists()):
         if not (path / "model.bin").exists():
             raise ModelError(f"{name}: no model.bin in this directory (a CTranslate2 Whisper model is expected)")
         return str(path)

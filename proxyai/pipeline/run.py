@@ -61,7 +61,7 @@ class Prepared:
 
     tracks: list[np.ndarray]
     speech: list[vad.SpeechMap]
-    chunks: list[list[vad.Region]]
+    chunks: list[list[vad.Chunk]]
     duration: float
     split: bool
     timings: dict[str, float] = field(default_factory=dict)
@@ -118,7 +118,7 @@ def transcribe(
         chunks = list(prep.chunks[0])
         for ch in range(1, len(prep.tracks)):
             offset = ch * prep.duration
-            chunks += [vad.Region(c.start + offset, c.end + offset) for c in prep.chunks[ch]]
+            chunks += [c.shifted(offset) for c in prep.chunks[ch]]
 
     def on_chunk(done: int, total: int) -> None:
         if progress is not None:

@@ -90,9 +90,14 @@ class EncoderInfo:
 class SpeakerEncoder:
     """The GE2E LSTM; ``embed`` takes a batch of mel windows and returns L2-normalised embeddings."""
 
-    def __init__(self, weights_path: str, device: str = "cpu") -> None:
+    def __init__(self, weights_path: str, device: str = "cpu", threads: int = 1) -> None:
         import torch
         from torch import nn
+
+        # One thread by default: the encoder runs beside Whisper, and torch's thread pool degrades
+        # badly when its threads compete with another busy library for the same cores.
+        if device == "cpu" and threads > 0:
+            torch.set_num_threads(threads)
 
         class _Net(nn.Module):
             def __init__(self) -> None:

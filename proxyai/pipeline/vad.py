@@ -91,7 +91,8 @@ def speech_probabilities(samples: np.ndarray) -> np.ndarray:
         piece = samples[i : i + _PIECE]
         if len(piece) % WINDOW:
             piece = np.pad(piece, (0, WINDOW - len(piece) % WINDOW))
-        out.append(np.asarray(model(np.ascontiguousarray(piece, dtype=np.float32))).reshape(-1))
+        # a copy: the model writes into its input
+        out.append(np.asarray(model(np.array(piece, dtype=np.float32, copy=True))).reshape(-1))
     return np.concatenate(out).astype(np.float32)
 
 
@@ -150,30 +151,50 @@ def _quietest_cut(probs: np.ndarray, lo: float, hi: float) -> float:
     return (a + idx + 0.5) * FRAME_S
 
 
-def make_chunks(speech: SpeechMap, max_length: float = 30.0) -> list[Region]:
-    """Group speech regions into chunks of at most ``max_length`` seconds.
+@dataclass(frozen=True)
+class Chunk:
+    """Speech regions recognised together: their audio is laid end to end (the pauses between them
+    dropped), at most ``max_length`` seconds of it."""
 
-    Chunks end at pauses between regions; a region longer than ``max_length`` is cut where the
-    speech probability is lowest in the last third of the window, so a cut falls between words.
+    pieces: tuple[Region, ...]
+
+    @property
+    def start(self) -> float:
+        return self.pieces[0].start
+
+    @property
+    def end(self) -> float:
+        return self.pieces[-1].end
+
+    @property
+    def speech(self) -> float:
+        return sum(p.duration for p in self.pieces)
+
+    def shifted(self, offset: float) -> Chunk:
+        return Chunk(tuple(Region(p.start + offset, p.end + offset) for p in self.pieces))
+
+
+def make_chunks(speech: SpeechMap, max_length: float = 30.0) -> list[Chunk]:
+    """Group speech regions into chunks holding at most ``max_length`` seconds of speech.
+
+    Whole regions are packed in order; a region longer than ``max_length`` is cut where the speech
+    probability is lowest in the last third of the window, so that a cut falls between words.
     """
-    chunks: list[Region] = []
-    cur: Region | None = None
+    pieces: list[Region] = []
     for region in speech.regions:
         start = region.start
         while region.end - start > max_length:
-            if cur is not None:
-                chunks.append(cur)
-                cur = None
             cut = _quietest_cut(speech.probs, start + max_length * 2 / 3, start + max_length - FRAME_S)
-            chunks.append(Region(round(start, 3), round(cut, 3)))
+            pieces.append(Region(round(start, 3), round(cut, 3)))
             start = cut
-        piece = Region(round(start, 3), region.end)
-        if cur is not None and piece.end - cur.start <= max_length:
-            cur = Region(cur.start, piece.end)
-        else:
-            if cur is not None:
-                chunks.append(cur)
-            cur = piece
-    if cur is not None:
-        chunks.append(cur)
+        pieces.append(Region(round(start, 3), region.end))
+    chunks: list[Chunk] = []
+    current: list[Region] = []
+    for piece in pieces:
+        if current and sum(p.duration for p in current) + piece.duration > max_length:
+            chunks.append(Chunk(tuple(current)))
+            current = []
+        current.append(piece)
+    if current:
+        chunks.append(Chunk(tuple(current)))
     return chunks

@@ -12,7 +12,7 @@ from proxyai.pipeline.audio import SAMPLE_RATE, Audio, AudioError, decode, probe
 
 
 def _tone(freq: float, seconds: float, rate: int, amplitude: float = 0.5) -> np.ndarray:
-    t = np.arange(int(round(seconds * rate))) / rate
+    t = np.arange(round(seconds * rate)) / rate
     return (amplitude * np.sin(2 * np.pi * freq * t)).astype(np.float32)
 
 
@@ -290,7 +290,9 @@ def test_audio_properties() -> None:
 
 @pytest.mark.parametrize(("name", "codec", "rate"), FORMATS[2:], ids=[f[0] for f in FORMATS[2:]])
 @pytest.mark.parametrize("fraction", [0.05, 0.5, 0.9])
-def test_truncated_files_never_raise_other_errors(tmp_path: Path, name: str, codec: str, rate: int, fraction: float) -> None:
+def test_truncated_files_never_raise_other_errors(
+    tmp_path: Path, name: str, codec: str, rate: int, fraction: float
+) -> None:
     data = write_audio(tmp_path / name, _tone(440, 2.0, rate), rate, codec).read_bytes()
     cut = tmp_path / f"cut{Path(name).suffix}"
     cut.write_bytes(data[: int(len(data) * fraction)])

@@ -27,7 +27,9 @@ def voice_pair(cosine: float) -> np.ndarray:
     return np.stack([e1, cosine * e1 + np.sqrt(1 - cosine**2) * e2])
 
 
-def windows(centres: np.ndarray, turns: list[tuple[int, int]], noise: float = 0.05, seed: int = 1) -> tuple[np.ndarray, np.ndarray]:
+def windows(
+    centres: np.ndarray, turns: list[tuple[int, int]], noise: float = 0.05, seed: int = 1
+) -> tuple[np.ndarray, np.ndarray]:
     """Embeddings for (speaker, windows) turns, and the true speaker of every window."""
     rng = np.random.default_rng(seed)
     truth = np.concatenate([np.full(n, spk) for spk, n in turns])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -69,7 +70,7 @@ def test_turns_stay_inside_regions() -> None:
         assert t.end > t.start
     # all the speech is covered by turns, and turns do not overlap
     assert sum(t.duration for t in turns) == pytest.approx(sum(r.duration for r in regions), abs=0.05)
-    for a, b in zip(turns, turns[1:], strict=False):
+    for a, b in itertools.pairwise(turns):
         assert a.end <= b.start + 1e-6
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,7 @@ from proxyai.pipeline.vad import (
     FRAME_S,
     PRESETS,
     WINDOW,
+    Chunk,
     Region,
     SpeechMap,
     VadOptions,
@@ -70,7 +72,7 @@ def test_default_level_is_a_preset() -> None:
 
 def test_presets_grow_more_aggressive() -> None:
     levels = [preset(i) for i in range(4)]
-    for lower, higher in zip(levels, levels[1:], strict=False):
+    for lower, higher in itertools.pairwise(levels):
         assert higher.threshold > lower.threshold
         assert higher.off_threshold > lower.off_threshold
         assert higher.min_speech_s >= lower.min_speech_s
@@ -204,9 +206,9 @@ def test_regions_are_sorted_and_disjoint() -> None:
     for level in range(4):
         regions = regions_from_probabilities(probs, duration_of(probs), preset(level))
         assert regions
-        for a, b in zip(regions, regions[1:], strict=False):
+        for a, b in itertools.pairwise(regions):
             assert a.start < a.end <= b.start < b.end
-        assert all(0 <= r.start and r.end <= duration_of(probs) for r in regions)
+        assert all(r.start >= 0 and r.end <= duration_of(probs) for r in regions)
 
 
 # --- chunks ------------------------------------------------------------------------------------
@@ -219,29 +221,35 @@ def speech_map(regions: list[Region], probs: np.ndarray | None = None, duration:
     return SpeechMap(regions, probs, duration)
 
 
-def check_chunks(chunks: list[Region], regions: list[Region], max_length: float) -> None:
+def check_chunks(chunks: list[Chunk], regions: list[Region], max_length: float) -> None:
+    """Chunks in time order, each with at most ``max_length`` s of speech; pieces inside regions, covering them."""
     assert chunks
+    pieces = [p for c in chunks for p in c.pieces]
     for c in chunks:
-        assert c.end > c.start
-        assert c.duration <= max_length + 1e-6
-    for a, b in zip(chunks, chunks[1:], strict=False):
+        assert c.pieces
+        assert c.speech <= max_length + 1e-6
+        assert c.start == c.pieces[0].start and c.end == c.pieces[-1].end
+    for p in pieces:
+        assert p.end > p.start
+        assert any(r.start - 1e-6 <= p.start and p.end <= r.end + 1e-6 for r in regions), p
+    for a, b in itertools.pairwise(pieces):
         assert a.end <= b.start + 1e-6
     for r in regions:
-        assert covered(chunks, r.start, r.end), r
+        assert covered(pieces, r.start, r.end), r
 
 
 def test_short_regions_grouped_into_chunks() -> None:
-    regions = [Region(0.5 + 4 * i, 3.0 + 4 * i) for i in range(20)]  # 20 regions over 80 s
+    regions = [Region(0.5 + 4 * i, 3.0 + 4 * i) for i in range(20)]  # 20 regions of 2.5 s over 80 s
     chunks = make_chunks(speech_map(regions), max_length=30.0)
     check_chunks(chunks, regions, 30.0)
-    assert 3 <= len(chunks) <= 4  # grouped, not one chunk per region
-    # chunks end at pauses: every chunk edge is a region edge
-    starts, ends = {r.start for r in regions}, {r.end for r in regions}
-    assert all(c.start in starts and c.end in ends for c in chunks)
+    # whole regions are packed: 12 × 2.5 s = 30 s fill the first chunk, the other 8 the second
+    assert [len(c.pieces) for c in chunks] == [12, 8]
+    assert [p for c in chunks for p in c.pieces] == regions
+    assert chunks[0].speech == pytest.approx(30.0)
 
 
 @pytest.mark.parametrize("max_length", [10.0, 20.0, 30.0])
-def test_no_chunk_longer_than_max(max_length: float) -> None:
+def test_no_chunk_holds_more_than_max(max_length: float) -> None:
     rng = np.random.default_rng(7)
     regions, t = [], 0.0
     for _ in range(40):
@@ -252,6 +260,9 @@ def test_no_chunk_longer_than_max(max_length: float) -> None:
     probs = rng.uniform(0.5, 1.0, int(np.ceil(t / FRAME_S) + 1)).astype(np.float32)
     chunks = make_chunks(speech_map(regions, probs, t), max_length=max_length)
     check_chunks(chunks, regions, max_length)
+    # chunks are full: no two neighbours would fit in one
+    for a, b in itertools.pairwise(chunks):
+        assert a.speech + b.pieces[0].duration > max_length
 
 
 def test_long_constant_region_cut_into_pieces() -> None:
@@ -261,10 +272,10 @@ def test_long_constant_region_cut_into_pieces() -> None:
     assert len(chunks) == 3
     assert chunks[0].start == 0.0 and chunks[-1].end == 70.0
     # pieces are contiguous: nothing lost between cuts
-    for a, b in zip(chunks, chunks[1:], strict=False):
+    for a, b in itertools.pairwise(chunks):
         assert a.end == pytest.approx(b.start, abs=1e-3)
     # with no dip, the cut falls late in the window so that chunks stay long
-    assert chunks[0].duration > 29.0
+    assert chunks[0].speech > 29.0
 
 
 def test_long_region_cut_at_lowest_probability() -> None:
@@ -289,11 +300,23 @@ def test_long_region_cut_prefers_latest_of_equal_minima() -> None:
     assert chunks[0].end == pytest.approx((late + 0.5) * FRAME_S, abs=1e-3)
 
 
-def test_cut_region_does_not_swallow_previous_chunk() -> None:
+def test_cut_region_next_to_short_ones() -> None:
     regions = [Region(0.0, 5.0), Region(6.0, 50.0), Region(51.0, 53.0)]
     chunks = make_chunks(speech_map(regions), max_length=30.0)
     check_chunks(chunks, regions, 30.0)
-    assert chunks[0] == Region(0.0, 5.0)
+    assert chunks[0].pieces == (Region(0.0, 5.0),)
+    # the rest of the cut region and the short region after it share a chunk
+    assert chunks[-1].pieces[-1] == Region(51.0, 53.0)
+    assert len(chunks[-1].pieces) == 2
+
+
+def test_chunk_properties() -> None:
+    chunk = Chunk((Region(1.0, 3.0), Region(5.0, 5.5)))
+    assert (chunk.start, chunk.end) == (1.0, 5.5)
+    assert chunk.speech == pytest.approx(2.5)
+    moved = chunk.shifted(10.0)
+    assert moved.pieces == (Region(11.0, 13.0), Region(15.0, 15.5))
+    assert moved.speech == pytest.approx(chunk.speech)
 
 
 def test_no_regions_no_chunks() -> None:
@@ -351,5 +374,7 @@ def test_detect_speech_on_real_speech(jfk: np.ndarray) -> None:
 def test_levels_on_real_speech(jfk: np.ndarray) -> None:
     kept = [detect_speech(jfk, preset(level)).speech_duration for level in range(4)]
     assert kept == sorted(kept, reverse=True)
-    chunks = make_chunks(detect_speech(jfk), max_length=30.0)
+    speech = detect_speech(jfk)
+    chunks = make_chunks(speech, max_length=30.0)
     assert len(chunks) == 1
+    check_chunks(chunks, speech.regions, 30.0)
