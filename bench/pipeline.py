@@ -75,7 +75,7 @@ def child(mode: str, path: str, model: str, beam: int) -> dict[str, object]:
     if mode == "plain":
         from faster_whisper import WhisperModel
 
-        wm = WhisperModel(resolve_whisper(model), device="cpu", compute_type="int8")
+        wm = WhisperModel(resolve_whisper(model), device="cpu", compute_type="int8", cpu_threads=os.cpu_count() or 4)
         t0 = time.perf_counter()
         segments, _ = wm.transcribe(path, beam_size=beam)
         out["text"] = " ".join(s.text for s in segments)
@@ -160,9 +160,11 @@ def main() -> None:
             rows.append(("full-1h", r))
 
     plain_wall = float(rows[0][1]["wall"])
-    print(f"\nInput: {duration / 60:.1f} min, {len({t.speaker for t in reference})} speakers "
-          f"({' + '.join(FILES)} × {args.rounds}); model {args.model}, beam {args.beam}, "
-          f"{os.cpu_count()} CPU cores\n")
+    print(
+        f"\nInput: {duration / 60:.1f} min, {len({t.speaker for t in reference})} speakers "
+        f"({' + '.join(FILES)} × {args.rounds}); model {args.model}, beam {args.beam}, "
+        f"{os.cpu_count()} CPU cores\n"
+    )
     print("| run | wall s | × real time | speed vs plain | peak RSS MB | WER | DER |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     for mode, r in rows:

@@ -26,18 +26,29 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("transcribe", help="transcribe and diarize one file")
     t.add_argument("file", help="audio or video file (wav, mp3, flac, ogg/opus, m4a, webm, mp4, …)")
     t.add_argument("-o", "--output", help="write here instead of stdout")
-    t.add_argument("--format", choices=["json", "srt", "vtt", "txt", "rttm"], default=None,
-                   help="output format (default: from the -o extension, else txt)")
+    t.add_argument(
+        "--format",
+        choices=["json", "srt", "vtt", "txt", "rttm"],
+        default=None,
+        help="output format (default: from the -o extension, else txt)",
+    )
     t.add_argument("--language", help="language code (default: detected)")
     t.add_argument("--task", choices=["transcribe", "translate"], default="transcribe")
-    t.add_argument("--model", default=os.environ.get("WHISPER_MODEL_PATH") or os.environ.get("WHISPER_MODEL") or "base",
-                   help="Whisper model: base (bundled, default), tiny.en (bundled), a hub name or a local directory")
+    t.add_argument(
+        "--model",
+        default=os.environ.get("WHISPER_MODEL_PATH") or os.environ.get("WHISPER_MODEL") or "base",
+        help="Whisper model: base (bundled, default), tiny.en (bundled), a hub name or a local directory",
+    )
     t.add_argument("--diarization", choices=["embedded", "pyannote", "none"], default="embedded")
     t.add_argument("--num-speakers", type=_positive)
     t.add_argument("--min-speakers", type=_positive)
     t.add_argument("--max-speakers", type=_positive)
-    t.add_argument("--channels", choices=["auto", "mix", "split"], default="auto",
-                   help="stereo calls: auto (by channel when the sides differ), mix or split")
+    t.add_argument(
+        "--channels",
+        choices=["auto", "mix", "split"],
+        default="auto",
+        help="stereo calls: auto (by channel when the sides differ), mix or split",
+    )
     t.add_argument("--device", choices=["auto", "cpu", "cuda"], default=os.environ.get("WHISPER_DEVICE", "auto"))
     t.add_argument("--compute-type", default=os.environ.get("WHISPER_COMPUTE_TYPE", "auto"))
     t.add_argument("--batch-size", type=_positive, default=8)

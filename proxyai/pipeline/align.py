@@ -54,9 +54,7 @@ def speaker_for(start: float, end: float, turns: Sequence[Turn]) -> str | None:
     return TurnIndex(turns).speaker(start, end)
 
 
-def assign_speakers(
-    segments: Sequence[Segment], turns: Sequence[Turn], max_pause: float = 1.5
-) -> list[Segment]:
+def assign_speakers(segments: Sequence[Segment], turns: Sequence[Turn], max_pause: float = 1.5) -> list[Segment]:
     """Give every word a speaker and re-cut segments at speaker changes (and at pauses over
     ``max_pause`` seconds). Words that already carry a speaker keep it."""
     index = TurnIndex(turns)

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from proxyai.pipeline.audio import SAMPLE_RATE
-from proxyai.pipeline.vad import Chunk
+from proxyai.pipeline.vad import Chunk, Region, pack
 
 TASKS = ("transcribe", "translate")
 
@@ -23,6 +23,8 @@ class AsrOptions:
     initial_prompt: str | None = None
     hotwords: str | None = None
     temperature: float = 0.0
+    join_gap_s: float = 0.3
+    min_missed_s: float = 1.0
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
@@ -70,27 +72,34 @@ def check_language(model: Any, language: str | None) -> None:
 
 
 class _TimeMap:
-    """Maps times in the packed audio (chunks' pieces laid end to end) back to the original."""
+    """Maps times in the packed audio (each chunk's pieces laid end to end, ``gap`` apart) back to
+    the original timeline, within the chunk a segment came from."""
 
-    def __init__(self, chunks: Sequence[Chunk]) -> None:
-        self.packed: list[float] = []
-        self.original: list[float] = []
-        self.lengths: list[float] = []
+    def __init__(self, chunks: Sequence[Chunk], gap: float) -> None:
+        self.chunks = list(chunks)
+        self.gap = gap
+        self.clip_starts: list[float] = []
         t = 0.0
-        for chunk in chunks:
-            for piece in chunk.pieces:
-                self.packed.append(t)
-                self.original.append(piece.start)
-                self.lengths.append(piece.duration)
-                t += piece.duration
+        for chunk in self.chunks:
+            self.clip_starts.append(t)
+            t += chunk.packed_length(gap)
 
-    def __call__(self, t: float, is_end: bool = False) -> float:
+    def chunk_of(self, start: float, end: float) -> int:
         import bisect
 
-        i = (bisect.bisect_left if is_end else bisect.bisect_right)(self.packed, t) - 1
-        i = min(max(i, 0), len(self.packed) - 1)
-        inside = min(max(t - self.packed[i], 0.0), self.lengths[i])
-        return round(self.original[i] + inside, 3)
+        return max(0, bisect.bisect_right(self.clip_starts, (start + end) / 2) - 1)
+
+    def __call__(self, index: int, t: float, is_end: bool = False) -> float:
+        chunk = self.chunks[index]
+        local = t - self.clip_starts[index]
+        for k, piece in enumerate(chunk.pieces):
+            last = k == len(chunk.pieces) - 1
+            if local < piece.duration or (is_end and local <= piece.duration) or last:
+                return round(piece.start + min(max(local, 0.0), piece.duration), 3)
+            local -= piece.duration + self.gap
+            if local < 0:  # inside the gap: the nearer edge
+                return round(piece.end if local < -self.gap / 2 else chunk.pieces[k + 1].start, 3)
+        return round(chunk.end, 3)
 
 
 def transcribe_chunks(
@@ -102,33 +111,84 @@ def transcribe_chunks(
 ) -> AsrResult:
     """Transcribe ``chunks`` of 16 kHz mono ``samples`` in batches.
 
-    Each chunk's pieces are laid end to end (pauses dropped), so every 30-second Whisper window is
-    filled with speech. ``model`` is a ``faster_whisper.WhisperModel``; ``on_chunk(done, total)``
-    reports progress. Times in the result are seconds from the start of ``samples``.
+    Each chunk's pieces are laid end to end (pauses shortened to ``join_gap_s``), so that every
+    30-second Whisper window is filled with speech. Whisper sometimes stops before the end of a
+    crowded window; speech regions that got no word are transcribed again in a second batched pass
+    (what sequential decoding does by seeking). ``model`` is a ``faster_whisper.WhisperModel``;
+    ``on_chunk(done, total)`` reports progress. Times are seconds from the start of ``samples``.
     """
-    from faster_whisper import BatchedInferencePipeline
-
     options = options or AsrOptions()
     check_language(model, options.language)
     if not chunks:
         return AsrResult(options.language, 0.0 if options.language is None else 1.0, [])
-    packed = np.concatenate(
-        [samples[int(p.start * SAMPLE_RATE) : int(p.end * SAMPLE_RATE)] for c in chunks for p in c.pieces]
-    )
+    total = len(chunks)
+
+    def progress(done: int) -> None:
+        if on_chunk is not None:
+            on_chunk(min(done, total), total)
+
+    segments, language, probability = _batched_pass(model, samples, chunks, options, options.language, progress)
+    missed = _uncovered(chunks, segments, options.min_missed_s)
+    if missed:
+        retry = pack(missed, max(c.packed_length(options.join_gap_s) for c in chunks), options.join_gap_s)
+        total += len(retry)
+        extra, _, _ = _batched_pass(model, samples, retry, options, language, lambda d: progress(len(chunks) + d))
+        segments = sorted(segments + extra, key=lambda s: s.start)
+    progress(total)
+    return AsrResult(language, probability, segments)
+
+
+def _uncovered(chunks: Sequence[Chunk], segments: Sequence[Segment], min_length: float) -> list[Region]:
+    """Pieces of at least ``min_length`` seconds that no recognised word overlaps."""
+    import bisect
+
+    spans = sorted((w.start, w.end) for s in segments for w in s.words)
+    starts = [a for a, _ in spans]
+    missed = []
+    for c in chunks:
+        for p in c.pieces:
+            if p.duration < min_length:
+                continue
+            i = bisect.bisect_left(starts, p.end)
+            if not any(spans[j][1] > p.start for j in range(max(0, i - 50), i)):
+                missed.append(p)
+    return missed
+
+
+def _batched_pass(
+    model: Any,
+    samples: np.ndarray,
+    chunks: Sequence[Chunk],
+    options: AsrOptions,
+    language: str | None,
+    progress: Callable[[int], None],
+) -> tuple[list[Segment], str, float]:
+    from faster_whisper import BatchedInferencePipeline
+
+    gap = options.join_gap_s
+    silence = np.zeros(round(gap * SAMPLE_RATE), dtype=np.float32)
+    parts: list[np.ndarray] = []
     clips = []
     t = 0.0
     for c in chunks:
-        clips.append({"start": t, "end": t + c.speech})
-        t += c.speech
-    to_original = _TimeMap(chunks)
-    pipeline = BatchedInferencePipeline(model=model)
-    seg_iter, info = pipeline.transcribe(
+        for k, p in enumerate(c.pieces):
+            if k:
+                parts.append(silence)
+            a = round(p.start * SAMPLE_RATE)
+            parts.append(samples[a : a + round(p.duration * SAMPLE_RATE)])
+        clips.append({"start": t, "end": t + c.packed_length(gap)})
+        t += c.packed_length(gap)
+    packed = np.concatenate(parts)
+    del parts
+    to_original = _TimeMap(chunks, gap)
+    seg_iter, info = BatchedInferencePipeline(model=model).transcribe(
         packed,
-        language=options.language,
+        language=language,
         task=options.task,
         beam_size=options.beam_size,
         batch_size=options.batch_size,
         word_timestamps=True,
+        without_timestamps=False,
         initial_prompt=options.initial_prompt or None,
         hotwords=options.hotwords or None,
         temperature=options.temperature,
@@ -139,23 +199,27 @@ def transcribe_chunks(
     segments: list[Segment] = []
     done = 0
     for seg in seg_iter:
+        # Whisper's own silence rule: a window it thinks silent and is unsure of is dropped.
+        silent = seg.no_speech_prob > 0.6 and seg.avg_logprob < -1.0
+        index = to_original.chunk_of(seg.start, seg.end)
         words = [
-            Word(to_original(w.start), to_original(w.end, is_end=True), w.word, round(float(w.probability), 4))
+            Word(
+                to_original(index, w.start),
+                to_original(index, w.end, is_end=True),
+                w.word,
+                round(float(w.probability), 4),
+            )
             for w in seg.words or []
             if w.word.strip()
         ]
         for w in words:
             w.end = max(w.end, w.start)
-        if words:
+        if words and not silent:
             segments.append(Segment(words[0].start, words[-1].end, "".join(w.word for w in words).strip(), words))
-        if on_chunk is not None:
-            while done < len(ends) and ends[done] <= seg.end + 1e-3:
-                done += 1
-            on_chunk(done, len(chunks))
-    del packed
-    if on_chunk is not None:
-        on_chunk(len(chunks), len(chunks))
-    return AsrResult(info.language, round(float(info.language_probability), 4), segments)
+        while done < len(ends) and ends[done] <= seg.end + 1e-3:
+            done += 1
+        progress(done)
+    return segments, info.language, round(float(info.language_probability), 4)
 
 
 def shift(result: AsrResult, offset: float, channel: int | None = None) -> list[Segment]:

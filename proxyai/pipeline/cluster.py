@@ -93,7 +93,13 @@ def _initial(emb: np.ndarray, options: ClusterOptions) -> np.ndarray:
 
 
 def _next_merge(
-    labels: np.ndarray, emb: np.ndarray, centred: np.ndarray, k: int, lo: int, hi: int, min_windows: int,
+    labels: np.ndarray,
+    emb: np.ndarray,
+    centred: np.ndarray,
+    k: int,
+    lo: int,
+    hi: int,
+    min_windows: int,
     options: ClusterOptions,
 ) -> tuple[int, int] | None:
     """The pair of clusters to merge next, or None when every pair is two speakers.
@@ -111,8 +117,8 @@ def _next_merge(
         i = min(small, key=lambda s: int(sizes[s]))
         return i, int(np.argmax(sim[i]))
     if k > hi:
-        i, j = np.unravel_index(int(np.argmax(sim)), sim.shape)
-        return int(i), int(j)
+        a, b = np.unravel_index(int(np.argmax(sim)), sim.shape)
+        return int(a), int(b)
     if k <= lo:
         return None
     if k >= 3:
@@ -143,7 +149,7 @@ def cluster(emb: np.ndarray, hop_s: float, options: ClusterOptions | None = None
     hi = max(lo, min(fixed or options.max_speakers, n))
     labels, k = _relabel(_initial(emb, options))
     centred = _normalize(emb - emb.mean(axis=0))
-    min_windows = max(1, int(round(options.min_speaker_s / hop_s)))
+    min_windows = max(1, round(options.min_speaker_s / hop_s))
 
     while k > 1:
         pair = _next_merge(labels, emb, centred, k, lo, hi, min_windows, options)

@@ -87,8 +87,8 @@ def embed_windows(
     """
     from proxyai.pipeline.speaker import FRAMES_PER_SECOND, mel_spectrogram, normalize_volume
 
-    length = int(round(window_s * FRAMES_PER_SECOND))
-    hop = int(round(hop_s * FRAMES_PER_SECOND))
+    length = round(window_s * FRAMES_PER_SECOND)
+    hop = round(hop_s * FRAMES_PER_SECOND)
     starts: list[float] = []
     ends: list[float] = []
     batch: list[np.ndarray] = []
@@ -119,9 +119,7 @@ def embed_windows(
     return Windows(np.array(starts), np.array(ends), emb)
 
 
-def labels_to_turns(
-    windows: Windows, labels: np.ndarray, regions: list[Region], min_turn_s: float = 0.3
-) -> list[Turn]:
+def labels_to_turns(windows: Windows, labels: np.ndarray, regions: list[Region], min_turn_s: float = 0.3) -> list[Turn]:
     """Turn window labels into speaker turns inside the speech regions.
 
     Each 10 ms frame of a region takes the label of the window whose centre is nearest; runs of one
@@ -154,7 +152,11 @@ def labels_to_turns(
                 if run[1] - run[0] < min_turn_s:
                     left = runs[i - 1] if i > 0 else None
                     right = runs[i + 1] if i + 1 < len(runs) else None
-                    target = left if right is None or (left is not None and left[1] - left[0] >= right[1] - right[0]) else right
+                    target = (
+                        left
+                        if right is None or (left is not None and left[1] - left[0] >= right[1] - right[0])
+                        else right
+                    )
                     assert target is not None
                     target[0], target[1] = min(target[0], run[0]), max(target[1], run[1])
                     del runs[i]
@@ -213,7 +215,7 @@ def channels_differ(stereo: np.ndarray, speech: list[SpeechMap] | None = None, m
     xcorr = np.fft.irfft(np.fft.rfft(left, size) * np.conj(np.fft.rfft(right, size)), size)
     lag = int(max_lag_s * SAMPLE_RATE)
     near = np.concatenate([xcorr[: lag + 1], xcorr[len(xcorr) - lag :]])
-    return float(np.max(np.abs(near))) / np.sqrt(el * er) < 0.5
+    return bool(float(np.max(np.abs(near))) / np.sqrt(el * er) < 0.5)
 
 
 def _mask(speech: SpeechMap, step: float = 0.01) -> np.ndarray:

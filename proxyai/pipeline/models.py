@@ -190,17 +190,22 @@ class ModelManager:
                 self._models[key] = load()
             return self._models[key]
 
-    def whisper(self, name: str | None = None, device: str = "auto", compute_type: str = "auto", cpu_threads: int = 0) -> Any:
+    def whisper(
+        self, name: str | None = None, device: str = "auto", compute_type: str = "auto", cpu_threads: int = 0
+    ) -> Any:
         """A ``faster_whisper.WhisperModel``."""
         path = resolve_whisper(name)
         dev = resolve_device(device)
+        cpu_threads = cpu_threads or (os.cpu_count() or 4)
         key = WhisperKey(path, dev, resolve_compute_type(compute_type, dev), cpu_threads)
 
         def load() -> Any:
             from faster_whisper import WhisperModel
 
             try:
-                return WhisperModel(key.path, device=key.device, compute_type=key.compute_type, cpu_threads=key.cpu_threads)
+                return WhisperModel(
+                    key.path, device=key.device, compute_type=key.compute_type, cpu_threads=key.cpu_threads
+                )
             except (RuntimeError, ValueError) as exc:
                 raise ModelError(f"cannot load the Whisper model {name or DEFAULT_WHISPER!r} on {dev}: {exc}") from None
 

@@ -76,10 +76,7 @@ class Prepared:
 def prepare(source: str | os.PathLike[str] | Audio, options: PipelineOptions) -> Prepared:
     """Decode (keeping stereo channels unless mixing) and find speech; decide mixed or split."""
     t0 = time.perf_counter()
-    if isinstance(source, Audio):
-        audio = source
-    else:
-        audio = decode(source, keep_channels=options.channels != "mix")
+    audio = source if isinstance(source, Audio) else decode(source, keep_channels=options.channels != "mix")
     t1 = time.perf_counter()
     vad_opts = vad.preset(options.vad_level)
     split = False
@@ -93,7 +90,7 @@ def prepare(source: str | os.PathLike[str] | Audio, options: PipelineOptions) ->
         tracks = [mono]
         speech = [vad.detect_speech(mono, vad_opts)]
     del audio
-    chunks = [vad.make_chunks(s, options.segment_length) for s in speech]
+    chunks = [vad.make_chunks(s, options.segment_length, options.asr.join_gap_s) for s in speech]
     t2 = time.perf_counter()
     duration = len(tracks[0]) / SAMPLE_RATE
     return Prepared(tracks, speech, chunks, duration, split, {"decode": t1 - t0, "vad": t2 - t1})
@@ -131,9 +128,11 @@ def transcribe(
         segments = []
         for ch in range(len(prep.tracks)):
             lo, hi = ch * prep.duration, (ch + 1) * prep.duration
-            part = type(result)(result.language, result.language_probability, [
-                s for s in result.segments if lo <= (s.start + s.end) / 2 < hi
-            ])
+            part = type(result)(
+                result.language,
+                result.language_probability,
+                [s for s in result.segments if lo <= (s.start + s.end) / 2 < hi],
+            )
             for seg in shift(part, lo, channel=ch):
                 seg.speaker = f"CH{ch}"
                 segments.append(seg)
@@ -168,9 +167,11 @@ def merge(
     timings: dict[str, float] | None = None,
 ) -> dict[str, Any]:
     """Words to speakers, speakers named in order of appearance, the JSON result."""
-    segments = assign_speakers(transcription.segments, turns) if turns or prep.split else [
-        Segment(s.start, s.end, s.text, s.words) for s in transcription.segments
-    ]
+    segments = (
+        assign_speakers(transcription.segments, turns)
+        if turns or prep.split
+        else [Segment(s.start, s.end, s.text, s.words) for s in transcription.segments]
+    )
     segments, turns = rename_in_order(segments, turns)
     speakers = sorted({s.speaker for s in segments if s.speaker} | {t.speaker for t in turns})
     backend = "channels" if prep.split and options.diarization.backend != "none" else options.diarization.backend

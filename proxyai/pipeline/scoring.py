@@ -32,7 +32,7 @@ def _activity(turns: Sequence[Turn], speakers: list[str], n: int) -> np.ndarray:
     act = np.zeros((len(speakers), n), dtype=bool)
     index = {s: i for i, s in enumerate(speakers)}
     for t in turns:
-        act[index[t.speaker], int(round(t.start / STEP)) : int(round(t.end / STEP))] = True
+        act[index[t.speaker], round(t.start / STEP) : round(t.end / STEP)] = True
     return act
 
 
@@ -45,7 +45,7 @@ def speaker_mapping(reference: Sequence[Turn], hypothesis: Sequence[Turn]) -> di
     if not ref_spk or not hyp_spk:
         return {}
     end = max(t.end for t in [*reference, *hypothesis])
-    n = int(round(end / STEP)) + 1
+    n = round(end / STEP) + 1
     ref = _activity(reference, ref_spk, n).astype(np.float32)
     hyp = _activity(hypothesis, hyp_spk, n).astype(np.float32)
     overlap = hyp @ ref.T
@@ -68,14 +68,14 @@ def der(reference: Sequence[Turn], hypothesis: Sequence[Turn], collar: float = 0
     ref_spk = sorted({t.speaker for t in reference})
     hyp_spk = sorted({t.speaker for t in hypothesis})
     end = max([t.end for t in [*reference, *hypothesis]] + [0.0])
-    n = int(round(end / STEP)) + 1
+    n = round(end / STEP) + 1
     ref = _activity(reference, ref_spk, n)
     hyp = _activity(hypothesis, hyp_spk, n)
     scored = np.ones(n, dtype=bool)
-    c = int(round(collar / STEP))
+    c = round(collar / STEP)
     for t in reference:
         for edge in (t.start, t.end):
-            i = int(round(edge / STEP))
+            i = round(edge / STEP)
             scored[max(0, i - c) : i + c] = False
     mapping = speaker_mapping(reference, hypothesis)
     n_ref = ref[:, scored].sum(axis=0)
@@ -177,8 +177,6 @@ def word_attribution(
         return 1.0
     pairs = _align([w for _, w in ref_words], [w for _, w in hyp_words])
     right = sum(
-        1
-        for r, h in pairs
-        if r is not None and h is not None and mapping.get(hyp_words[h][0]) == ref_words[r][0]
+        1 for r, h in pairs if r is not None and h is not None and mapping.get(hyp_words[h][0]) == ref_words[r][0]
     )
     return right / len(ref_words)

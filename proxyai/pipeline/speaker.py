@@ -67,7 +67,8 @@ def mel_spectrogram(wav: np.ndarray) -> np.ndarray:
     )
     window = np.hanning(N_FFT + 1)[:-1].astype(np.float32)
     power = np.abs(np.fft.rfft(frames * window, axis=1)) ** 2
-    return (power.astype(np.float32) @ mel_filters().T).astype(np.float32)
+    mel: np.ndarray = (power.astype(np.float32) @ mel_filters().T).astype(np.float32)
+    return mel
 
 
 def normalize_volume(wav: np.ndarray, target_dbfs: float = -30.0) -> np.ndarray:
@@ -78,7 +79,8 @@ def normalize_volume(wav: np.ndarray, target_dbfs: float = -30.0) -> np.ndarray:
     gain_db = target_dbfs - 20 * np.log10(rms)
     if gain_db <= 0:
         return wav
-    return (wav * (10 ** (gain_db / 20))).astype(np.float32)
+    louder: np.ndarray = (wav * (10 ** (gain_db / 20))).astype(np.float32)
+    return louder
 
 
 @dataclass

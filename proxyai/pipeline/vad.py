@@ -170,12 +170,17 @@ class Chunk:
     def speech(self) -> float:
         return sum(p.duration for p in self.pieces)
 
+    def packed_length(self, gap: float) -> float:
+        """Seconds of audio once the pieces are laid end to end with ``gap`` seconds between them."""
+        return self.speech + gap * (len(self.pieces) - 1)
+
     def shifted(self, offset: float) -> Chunk:
         return Chunk(tuple(Region(p.start + offset, p.end + offset) for p in self.pieces))
 
 
-def make_chunks(speech: SpeechMap, max_length: float = 30.0) -> list[Chunk]:
-    """Group speech regions into chunks holding at most ``max_length`` seconds of speech.
+def make_chunks(speech: SpeechMap, max_length: float = 30.0, gap: float = 0.0) -> list[Chunk]:
+    """Group speech regions into chunks of at most ``max_length`` seconds once packed (the regions
+    laid end to end with ``gap`` seconds of silence between them).
 
     Whole regions are packed in order; a region longer than ``max_length`` is cut where the speech
     probability is lowest in the last third of the window, so that a cut falls between words.
@@ -188,10 +193,15 @@ def make_chunks(speech: SpeechMap, max_length: float = 30.0) -> list[Chunk]:
             pieces.append(Region(round(start, 3), round(cut, 3)))
             start = cut
         pieces.append(Region(round(start, 3), region.end))
+    return pack(pieces, max_length, gap)
+
+
+def pack(pieces: list[Region], max_length: float = 30.0, gap: float = 0.0) -> list[Chunk]:
+    """Group time-ordered pieces (each at most ``max_length``) into chunks, in order."""
     chunks: list[Chunk] = []
     current: list[Region] = []
     for piece in pieces:
-        if current and sum(p.duration for p in current) + piece.duration > max_length:
+        if current and Chunk((*current, piece)).packed_length(gap) > max_length:
             chunks.append(Chunk(tuple(current)))
             current = []
         current.append(piece)

@@ -158,6 +158,7 @@ def test_embed_windows_spans_and_batches() -> None:
     windows = embed_windows(samples, regions, embed, window_s=1.5, hop_s=0.5)
     assert all(shape[1:] == (150, 40) for shape in seen)
     assert len(windows.starts) == len(windows.ends) == len(windows.embeddings)
+
     # a region of m mel frames (one per 10 ms, plus one) holds 1 + ceil((m - 150) / 50) windows; one shorter
     # than a window is embedded whole; one under 10 frames (7.0–7.05 s) is skipped
     def count(seconds: float) -> int:
@@ -303,8 +304,9 @@ def test_cluster_options_carry_counts() -> None:
 
 
 def test_cluster_options_keep_every_threshold() -> None:
-    base = ClusterOptions(same_speaker=0.8, same_centred=0.45, single_change=0.6, min_speaker_s=3.0,
-                          initial_distance=0.25)
+    base = ClusterOptions(
+        same_speaker=0.8, same_centred=0.45, single_change=0.6, min_speaker_s=3.0, initial_distance=0.25
+    )
     cluster = DiarizationOptions(cluster=base, max_speakers=4).cluster_options()
     assert cluster.same_speaker == 0.8
     assert cluster.same_centred == 0.45

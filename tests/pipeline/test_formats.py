@@ -25,12 +25,27 @@ def result() -> dict[str, Any]:
         "language_probability": 0.98,
         "speakers": [{"id": "SPEAKER_00", "label": "SPEAKER_00"}, {"id": "SPEAKER_01", "label": "SPEAKER_01"}],
         "segments": [
-            {"start": 1.5, "end": 3.25, "speaker": "SPEAKER_00", "text": "Hello there.",
-             "words": [word(1.5, 2.0, "Hello"), word(2.1, 3.25, "there.")]},
-            {"start": 62.0, "end": 64.004, "speaker": "SPEAKER_01", "text": "Is x < y & y > z?",
-             "words": [word(62.0, 64.004, "Is")]},
-            {"start": 3723.4567, "end": 3725.5, "speaker": "SPEAKER_00", "text": "Bye.",
-             "words": [word(3723.4567, 3725.5, "Bye.")]},
+            {
+                "start": 1.5,
+                "end": 3.25,
+                "speaker": "SPEAKER_00",
+                "text": "Hello there.",
+                "words": [word(1.5, 2.0, "Hello"), word(2.1, 3.25, "there.")],
+            },
+            {
+                "start": 62.0,
+                "end": 64.004,
+                "speaker": "SPEAKER_01",
+                "text": "Is x < y & y > z?",
+                "words": [word(62.0, 64.004, "Is")],
+            },
+            {
+                "start": 3723.4567,
+                "end": 3725.5,
+                "speaker": "SPEAKER_00",
+                "text": "Bye.",
+                "words": [word(3723.4567, 3725.5, "Bye.")],
+            },
         ],
         "diarization": [
             {"start": 1.2, "end": 3.5, "speaker": "SPEAKER_00"},

@@ -89,8 +89,13 @@ def test_diarize_pyannote_passes_waveform_and_counts() -> None:
     samples = np.zeros(SAMPLE_RATE * 4, dtype=np.float64)
     turns = diarize_pyannote(pipeline, samples, DiarizationOptions(backend="pyannote", min_speakers=2, max_speakers=3))
     assert turns == [Turn(0.0, 2.0, "SPEAKER_00"), Turn(2.0, 4.0, "SPEAKER_01")]
-    assert calls[0] == {"shape": (1, SAMPLE_RATE * 4), "dtype": torch.float32, "rate": SAMPLE_RATE,
-                        "min_speakers": 2, "max_speakers": 3}
+    assert calls[0] == {
+        "shape": (1, SAMPLE_RATE * 4),
+        "dtype": torch.float32,
+        "rate": SAMPLE_RATE,
+        "min_speakers": 2,
+        "max_speakers": 3,
+    }
     diarize_pyannote(pipeline, samples, DiarizationOptions(backend="pyannote", num_speakers=2))
     assert calls[1]["num_speakers"] == 2
     assert "min_speakers" not in calls[1] and "max_speakers" not in calls[1]
@@ -133,9 +138,7 @@ def write_local_pipeline(directory: Path) -> None:
             """
         )
     )
-    (directory / "config.yaml").write_text(
-        "pipeline:\n  name: proxyai_test_pipeline.HalfAndHalf\n  params: {}\n"
-    )
+    (directory / "config.yaml").write_text("pipeline:\n  name: proxyai_test_pipeline.HalfAndHalf\n  params: {}\n")
 
 
 @needs_pyannote_audio

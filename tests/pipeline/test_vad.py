@@ -82,8 +82,9 @@ def test_presets_grow_more_aggressive() -> None:
 
 def test_higher_levels_keep_less_speech() -> None:
     # loud speech, a murmur between the thresholds, a short burst, a short pause
-    probs = frames((0.05, 30), (0.9, 60), (0.3, 40), (0.05, 15), (0.7, 6), (0.05, 20), (0.6, 50), (0.45, 8),
-                   (0.6, 40), (0.05, 40))
+    probs = frames(
+        (0.05, 30), (0.9, 60), (0.3, 40), (0.05, 15), (0.7, 6), (0.05, 20), (0.6, 50), (0.45, 8), (0.6, 40), (0.05, 40)
+    )
     kept = [sum(r.duration for r in regions_from_probabilities(probs, duration_of(probs), preset(i))) for i in range(4)]
     assert kept == sorted(kept, reverse=True)
     assert kept[0] > kept[3]
