@@ -117,8 +117,8 @@ def _next_merge(
         i = min(small, key=lambda s: int(sizes[s]))
         return i, int(np.argmax(sim[i]))
     if k > hi:
-        a, b = np.unravel_index(int(np.argmax(sim)), sim.shape)
-        return int(a), int(b)
+        flat = int(np.argmax(sim))
+        return flat // k, flat % k
     if k <= lo:
         return None
     if k >= 3:
@@ -126,7 +126,9 @@ def _next_merge(
         sim_c = cc @ cc.T
     else:  # with two clusters, centring makes any pair opposite: it says nothing
         sim_c = np.full((k, k), -1.0)
-    pairs = sorted(((float(sim[a, b]), a, b) for a in range(k) for b in range(a + 1, k)), reverse=True)
+    pairs: list[tuple[float, int, int]] = sorted(
+        ((float(sim[a, b]), a, b) for a in range(k) for b in range(a + 1, k)), reverse=True
+    )
     for s, a, b in pairs:
         if s >= options.same_speaker or sim_c[a, b] >= options.same_centred:
             return a, b
