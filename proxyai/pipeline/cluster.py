@@ -52,44 +52,62 @@ def _relabel(labels: np.ndarray) -> tuple[np.ndarray, int]:
     return np.array([order[lab] for lab in labels.tolist()], dtype=np.int64), len(order)
 
 
-def smooth(labels: np.ndarray, width: int = 3) -> np.ndarray:
-    """Majority filter over a window of ``width`` neighbours (odd)."""
-    if len(labels) < width:
-        return labels
-    half = width // 2
+def smooth(labels: np.ndarray) -> np.ndarray:
+    """Three-window majority filter: a window whose two neighbours agree takes their label."""
     out = labels.copy()
-    for i in range(len(labels)):
-        seg = labels[max(0, i - half) : i + half + 1]
-        values, counts = np.unique(seg, return_counts=True)
-        if counts.max() > len(seg) // 2:
-            out[i] = values[np.argmax(counts)]
+    if len(labels) >= 3:
+        agree = labels[:-2] == labels[2:]
+        out[1:-1][agree] = labels[:-2][agree]
     return out
 
 
-def turn_changes(labels: np.ndarray, a: int, b: int, min_run: int = 2) -> int:
+def runs_of(labels: np.ndarray) -> list[tuple[int, int]]:
+    """Run-length encoding: (label, count) pairs."""
+    if len(labels) == 0:
+        return []
+    edges = np.flatnonzero(np.diff(labels)) + 1
+    starts = np.concatenate([[0], edges])
+    counts = np.diff(np.concatenate([starts, [len(labels)]]))
+    return [(int(labels[s]), int(c)) for s, c in zip(starts, counts, strict=True)]
+
+
+def turn_changes(labels: np.ndarray | list[tuple[int, int]], a: int, b: int, min_run: int = 2) -> int:
     """How often the talk passes between clusters ``a`` and ``b`` (runs shorter than ``min_run``
-    windows are ignored as noise)."""
-    seq = [lab for lab in labels.tolist() if lab in (a, b)]
-    runs: list[tuple[int, int]] = []
-    for lab in seq:
-        if runs and runs[-1][0] == lab:
-            runs[-1] = (lab, runs[-1][1] + 1)
+    windows are ignored as noise). ``labels`` may be given as :func:`runs_of` them."""
+    runs = runs_of(labels) if isinstance(labels, np.ndarray) else labels
+    merged: list[list[int]] = []
+    for lab, n in runs:
+        if lab != a and lab != b:
+            continue
+        if merged and merged[-1][0] == lab:
+            merged[-1][1] += n
         else:
-            runs.append((lab, 1))
-    kept = [lab for lab, n in runs if n >= min_run]
+            merged.append([lab, n])
+    kept = [lab for lab, n in merged if n >= min_run]
     return sum(1 for i in range(1, len(kept)) if kept[i] != kept[i - 1])
 
 
+MAX_LINKAGE = 3000  # windows clustered exactly; beyond, a sample is and the rest join its clusters
+
+
 def _initial(emb: np.ndarray, options: ClusterOptions) -> np.ndarray:
+    """Average-linkage clusters cut at ``initial_distance`` (at most 60 of them)."""
     from scipy.cluster.hierarchy import fcluster, linkage
 
     if len(emb) < 2:
         return np.zeros(len(emb), dtype=np.int64)
-    z = linkage(emb.astype(np.float64), method="average", metric="cosine")
+    sample = np.linspace(0, len(emb) - 1, min(len(emb), MAX_LINKAGE)).round().astype(np.int64)
+    sample = np.unique(sample)
+    z = linkage(emb[sample].astype(np.float64), method="average", metric="cosine")
     labels = fcluster(z, t=options.initial_distance, criterion="distance") - 1
     if labels.max() + 1 > 60:  # bound the greedy stage on very long inputs
         labels = fcluster(z, t=60, criterion="maxclust") - 1
-    return np.asarray(labels, dtype=np.int64)
+    labels = np.asarray(labels, dtype=np.int64)
+    if len(sample) == len(emb):
+        return labels
+    k = int(labels.max()) + 1
+    cent = _centroids(emb[sample], labels, k)
+    return np.asarray(np.argmax(emb @ cent.T, axis=1), dtype=np.int64)
 
 
 def _next_merge(
@@ -132,9 +150,9 @@ def _next_merge(
     for s, a, b in pairs:
         if s >= options.same_speaker or sim_c[a, b] >= options.same_centred:
             return a, b
-    smoothed = smooth(labels)
+    runs = runs_of(smooth(labels))
     for s, a, b in pairs:
-        if s >= options.single_change and turn_changes(smoothed, a, b) < 2:
+        if s >= options.single_change and turn_changes(runs, a, b) < 2:
             return a, b
     return None
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from proxyai.pipeline.cluster import ClusterOptions, cluster, smooth, turn_changes
+from proxyai.pipeline.cluster import ClusterOptions, cluster, runs_of, smooth, turn_changes
 
 DIM = 32
 HOP = 0.5  # seconds between windows; min_speaker_s = 2 s → 4 windows
@@ -200,13 +200,25 @@ def test_smooth_keeps_runs_of_two_and_more() -> None:
     np.testing.assert_array_equal(smooth(labels), labels)
 
 
-def test_smooth_wider_window() -> None:
-    np.testing.assert_array_equal(smooth(np.array([0, 0, 0, 1, 1, 0, 0, 0]), width=5), [0] * 8)
-
-
 def test_smooth_short_input_unchanged() -> None:
-    labels = np.array([0, 1])
-    assert smooth(labels) is labels
+    np.testing.assert_array_equal(smooth(np.array([0, 1])), [0, 1])
+
+
+def test_runs_of_encodes_runs_and_feeds_turn_changes() -> None:
+    labels = np.array([0, 0, 1, 1, 1, 2, 0, 0])
+    assert runs_of(labels) == [(0, 2), (1, 3), (2, 1), (0, 2)]
+    assert runs_of(np.array([], dtype=np.int64)) == []
+    assert turn_changes(runs_of(labels), 0, 1) == turn_changes(labels, 0, 1) == 2
+
+
+def test_long_inputs_cluster_a_sample_then_assign_the_rest(monkeypatch: pytest.MonkeyPatch) -> None:
+    import proxyai.pipeline.cluster as cluster_module
+
+    emb, truth = windows(voices(2), [(0, 12), (1, 12)] * 10)
+    monkeypatch.setattr(cluster_module, "MAX_LINKAGE", 50)
+    labels = cluster(emb, HOP)
+    assert len(set(labels.tolist())) == 2
+    assert same_partition(labels, truth)
 
 
 def test_smooth_does_not_modify_input() -> None:
