@@ -12,7 +12,7 @@ from pathlib import Path
 
 from proxyai.pipeline.diarize import Turn
 from proxyai.pipeline.models import models
-from proxyai.pipeline.run import PipelineOptions, run
+from proxyai.pipeline.run import run
 from proxyai.pipeline.scoring import der, read_rttm, speaker_mapping, wer, word_attribution
 
 HERE = Path(__file__).resolve().parent

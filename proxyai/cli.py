@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from proxyai import __version__
@@ -92,8 +93,10 @@ class _Bar:
         self.bar.n = round(fraction * 100)
         self.bar.refresh()
 
-    def close(self) -> None:
+    def close(self, clear: bool = False) -> None:
         if self.bar is not None:
+            if clear:
+                self.bar.leave = False
             self.bar.close()
 
 
@@ -109,6 +112,10 @@ def transcribe(args: argparse.Namespace) -> int:
         ext = os.path.splitext(args.output or "")[1].lstrip(".").lower()
         fmt = ext if ext in ("json", "srt", "vtt", "txt", "rttm") else "txt"
     names = _names(args.names)
+    if args.output:
+        folder = Path(args.output).resolve().parent
+        if not folder.is_dir():
+            raise ValueError(f"cannot write {args.output}: no such directory {folder}")
     info = probe(args.file)
     options = PipelineOptions(
         model=args.model,
@@ -138,9 +145,11 @@ def transcribe(args: argparse.Namespace) -> int:
     bar = _Bar(enabled=not args.quiet and info.duration > 60)
     try:
         result = run(args.file, options, progress=bar)
-    finally:
-        bar.close()
-    text = render(result, fmt, names)
+    except BaseException:
+        bar.close(clear=True)
+        raise
+    bar.close()
+    text = render(result, fmt, names, file_id=Path(args.file).stem)
     if args.output:
         tmp = f"{args.output}.part"
         with open(tmp, "w", encoding="utf-8") as fh:
@@ -165,7 +174,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"proxyai: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        return 130
+        # leave at once: the recognition threads would otherwise finish their work first
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(130)
     parser.error(f"unknown command {args.command}")
     return 2
 

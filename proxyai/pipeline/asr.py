@@ -66,9 +66,15 @@ class AsrResult:
 def check_language(model: Any, language: str | None) -> None:
     if language is None:
         return
+    from faster_whisper.tokenizer import _LANGUAGE_CODES
+
+    if language not in _LANGUAGE_CODES:
+        raise ValueError(f"unknown language {language!r}; use a Whisper language code such as en, ru, de")
     supported = getattr(model, "supported_languages", None)
     if supported and language not in supported:
-        raise ValueError(f"unknown language {language!r}; use a Whisper language code such as en, ru, de")
+        raise ValueError(
+            f"this model knows only {', '.join(supported)}, not {language!r}: choose a multilingual model such as base"
+        )
 
 
 class _TimeMap:

@@ -95,7 +95,10 @@ RENDERERS: dict[str, Callable[[Mapping[str, Any], Names], str]] = {
 }
 
 
-def render(result: Mapping[str, Any], fmt: str, names: Names = None) -> str:
+def render(result: Mapping[str, Any], fmt: str, names: Names = None, file_id: str | None = None) -> str:
+    """``result`` in ``fmt``; ``file_id`` names the recording in RTTM."""
     if fmt not in RENDERERS:
         raise ValueError(f"format must be one of {', '.join(FORMATS)}, not {fmt!r}")
+    if fmt == "rttm" and file_id:
+        return to_rttm(result, names, file_id=file_id.replace(" ", "_"))
     return RENDERERS[fmt](result, names)

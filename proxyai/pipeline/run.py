@@ -225,11 +225,17 @@ def run(
         finally:
             timings[name] = time.perf_counter() - start
 
-    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="proxyai") as pool:
+    pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="proxyai")
+    try:
         diar = pool.submit(timed, "diarization", lambda: diarize(prep, options, manager))
         asr = pool.submit(timed, "asr", lambda: transcribe(prep, options, manager, progress))
         transcription = asr.result()
         turns = diar.result()
+    except BaseException:
+        # an interrupt or a failed stage: do not wait for the other stage to finish its work
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown()
     if progress:
         progress("merging", 1.0)
     timings["total"] = time.perf_counter() - t0

@@ -17,9 +17,7 @@ from proxyai.pipeline.scoring import der, read_rttm, speaker_mapping, wer, word_
 
 pytestmark = pytest.mark.slow
 
-JFK_TEXT = (
-    "And so my fellow Americans, ask not what your country can do for you, ask what you can do for your country."
-)
+JFK_TEXT = "And so my fellow Americans, ask not what your country can do for you, ask what you can do for your country."
 
 SPEAKERS = {
     "jfk.flac": 1,
