@@ -60,6 +60,31 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--hotwords")
     t.add_argument("--names", help="speaker names, e.g. SPEAKER_00=Anna,SPEAKER_01=Oleg")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    s = sub.add_parser("serve", help="API + worker on this machine, no other server (the embedded default)")
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--port", type=int, default=8000)
+
+    a = sub.add_parser("api", help="the HTTP API (scaled out: needs CELERY_BROKER_URL)")
+    a.add_argument("--host", default="127.0.0.1")
+    a.add_argument("--port", type=int, default=8000)
+    a.add_argument("--workers", type=_positive, help="API processes (default: API_WORKERS)")
+
+    w = sub.add_parser("worker", help="a Celery worker")
+    w.add_argument("--queues", default="preprocess_cpu,preprocess_gpu", help="comma-separated queues")
+    w.add_argument("--concurrency", type=_positive, help="default: CPU_CONCURRENCY or GPU_CONCURRENCY")
+    w.add_argument("--pool", choices=["prefork", "threads", "solo"], default="prefork")
+    w.add_argument("--beat", action="store_true", help="also run the scheduler (one per deployment)")
+
+    sub.add_parser("beat", help="the scheduler (the daily clean-up)")
+
+    m = sub.add_parser("metrics", help="Prometheus exporter for Celery (queue lengths, task runtimes, workers)")
+    m.add_argument("--port", type=int, help="default: METRICS_PORT")
+
+    ad = sub.add_parser("admin", help="administration")
+    adsub = ad.add_subparsers(dest="admin_command", required=True)
+    cu = adsub.add_parser("create-user", help="create a user and print its API key")
+    cu.add_argument("name")
     return parser
 
 
@@ -160,9 +185,37 @@ def transcribe(args: argparse.Namespace) -> int:
     return 0
 
 
+def service_command(args: argparse.Namespace) -> int:
+    from proxyai import service
+    from proxyai.config import get_settings
+
+    settings = get_settings()
+    if args.command == "serve":
+        return service.serve(settings, args.host, args.port)
+    if args.command == "api":
+        service.run_api(settings, args.host, args.port, args.workers)
+    elif args.command == "worker":
+        queues = args.queues
+        default = settings.gpu_concurrency if queues == "preprocess_gpu" else settings.cpu_concurrency
+        service.run_worker(settings, queues, args.concurrency or default, args.pool, args.beat)
+    elif args.command == "beat":
+        service.run_beat(settings)
+    elif args.command == "metrics":
+        service.run_exporter(settings, args.port or settings.metrics_port)
+    elif args.command == "admin" and args.admin_command == "create-user":
+        from proxyai.context import make_context
+
+        user, key = make_context(settings).store.create_user(args.name)
+        print(f"user {user.name} ({user.id})")
+        print(f"api key: {key}")
+        print("The key is shown once; it is stored hashed.", file=sys.stderr)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    from proxyai.config import SettingsError
     from proxyai.pipeline.audio import AudioError
     from proxyai.pipeline.diarize import DiarizationError
     from proxyai.pipeline.models import ModelError
@@ -170,7 +223,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "transcribe":
             return transcribe(args)
-    except (AudioError, ModelError, DiarizationError, ValueError, OSError) as exc:
+        return service_command(args)
+    except (AudioError, ModelError, DiarizationError, SettingsError, ValueError, OSError) as exc:
         print(f"proxyai: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -178,8 +232,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(130)
-    parser.error(f"unknown command {args.command}")
-    return 2
 
 
 if __name__ == "__main__":

@@ -167,16 +167,28 @@ def merge(
     timings: dict[str, float] | None = None,
 ) -> dict[str, Any]:
     """Words to speakers, speakers named in order of appearance, the JSON result."""
+    return build_result(prep.duration, prep.split, transcription, turns, options, timings)
+
+
+def build_result(
+    duration: float,
+    split: bool,
+    transcription: Transcription,
+    turns: list[Turn],
+    options: PipelineOptions,
+    timings: dict[str, float] | None = None,
+) -> dict[str, Any]:
+    """:func:`merge` from the parts alone (as a worker that did neither stage has them)."""
     segments = (
         assign_speakers(transcription.segments, turns)
-        if turns or prep.split
+        if turns or split
         else [Segment(s.start, s.end, s.text, s.words) for s in transcription.segments]
     )
     segments, turns = rename_in_order(segments, turns)
     speakers = sorted({s.speaker for s in segments if s.speaker} | {t.speaker for t in turns})
-    backend = "channels" if prep.split and options.diarization.backend != "none" else options.diarization.backend
+    backend = "channels" if split and options.diarization.backend != "none" else options.diarization.backend
     return {
-        "duration": round(prep.duration, 3),
+        "duration": round(duration, 3),
         "language": transcription.language,
         "language_probability": transcription.language_probability,
         "speakers": [{"id": s, "label": s} for s in speakers],
@@ -240,3 +252,45 @@ def run(
         progress("merging", 1.0)
     timings["total"] = time.perf_counter() - t0
     return merge(prep, transcription, turns, options, timings)
+
+
+def transcription_to_dict(t: Transcription) -> dict[str, Any]:
+    """A JSON-ready copy of a :class:`Transcription` (words keep their channel speaker, if any)."""
+    return {
+        "language": t.language,
+        "language_probability": t.language_probability,
+        "segments": [
+            {
+                "start": s.start,
+                "end": s.end,
+                "text": s.text,
+                "speaker": s.speaker,
+                "channel": s.channel,
+                "words": [[w.start, w.end, w.word, w.probability] for w in s.words],
+            }
+            for s in t.segments
+        ],
+    }
+
+
+def transcription_from_dict(data: dict[str, Any]) -> Transcription:
+    segments = [
+        Segment(
+            s["start"],
+            s["end"],
+            s["text"],
+            [Word(a, b, text, p) for a, b, text, p in s["words"]],
+            speaker=s.get("speaker"),
+            channel=s.get("channel"),
+        )
+        for s in data["segments"]
+    ]
+    return Transcription(data.get("language"), float(data.get("language_probability", 0.0)), segments)
+
+
+def turns_to_list(turns: list[Turn]) -> list[list[Any]]:
+    return [[t.start, t.end, t.speaker] for t in turns]
+
+
+def turns_from_list(rows: list[list[Any]]) -> list[Turn]:
+    return [Turn(float(a), float(b), str(s)) for a, b, s in rows]

@@ -1,0 +1,109 @@
+"""``create_app()``: the FastAPI application (OpenAPI at ``/docs``; every error a JSON ``{"detail": …}``)."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import structlog
+from fastapi import FastAPI, HTTPException, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from proxyai import __version__
+from proxyai.api.deps import RateLimits
+from proxyai.api.routes import admin, health, jobs, uploads
+from proxyai.config import Settings, get_settings
+from proxyai.context import Context, make_context
+from proxyai.observability import HTTP_DURATION, HTTP_REQUESTS, configure_logging, get_logger
+
+log = get_logger("proxyai.api")
+
+
+def create_app(settings: Settings | None = None, context: Context | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    configure_logging(settings.log_level)
+    ctx = context or make_context(settings)
+    app = FastAPI(
+        title="proxyAI",
+        version=__version__,
+        description="Speaker-attributed transcripts: upload a recording, follow its status, read who said what.",
+    )
+    app.state.ctx = ctx
+    app.state.rate_limits = RateLimits.build(
+        settings.limiter_storage,
+        {
+            "upload": settings.rate_limit_upload,
+            "results": settings.rate_limit_results,
+            "health": settings.rate_limit_health,
+            "metrics": settings.rate_limit_metrics,
+        },
+    )
+    if settings.allowed_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.allowed_origins,
+            allow_methods=["*"],
+            allow_headers=["*"],
+            expose_headers=["X-Correlation-ID", "Retry-After", "Content-Disposition"],
+        )
+
+    @app.middleware("http")
+    async def correlate(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        correlation_id = request.headers.get("x-correlation-id") or uuid.uuid4().hex
+        correlation_id = correlation_id.strip()[:64] or uuid.uuid4().hex
+        request.state.correlation_id = correlation_id
+        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.bind_contextvars(correlation_id=correlation_id)
+        upload_id = request.path_params.get("upload_id") if hasattr(request, "path_params") else None
+        if upload_id:
+            structlog.contextvars.bind_contextvars(upload_id=upload_id)
+        start = time.perf_counter()
+        try:
+            response = await call_next(request)
+        except Exception:
+            log.exception("unhandled error", path=request.url.path)
+            response = JSONResponse({"detail": "internal error"}, status_code=500)
+        elapsed = time.perf_counter() - start
+        route = request.scope.get("route")
+        path = getattr(route, "path", "unmatched")
+        HTTP_REQUESTS.labels(request.method, path, str(response.status_code)).inc()
+        HTTP_DURATION.labels(request.method, path).observe(elapsed)
+        response.headers["X-Correlation-ID"] = correlation_id
+        upload = getattr(request.state, "upload_id", None) or request.scope.get("path_params", {}).get("upload_id")
+        log.info(
+            "request",
+            method=request.method,
+            path=request.url.path,
+            status=response.status_code,
+            ms=round(elapsed * 1000, 1),
+            **({"upload_id": upload} if upload else {}),
+        )
+        return response
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        body: dict[str, Any] = {"detail": exc.detail}
+        headers = dict(exc.headers or {})
+        if "X-Job-Status" in headers:
+            body["status"] = headers["X-Job-Status"]
+            body["upload_id"] = request.path_params.get("upload_id")
+        return JSONResponse(body, status_code=exc.status_code, headers=headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = [
+            f"{'.'.join(str(p) for p in e.get('loc', ()) if p != 'body')}: {e.get('msg')}" for e in exc.errors()
+        ]
+        return JSONResponse({"detail": "; ".join(problems) or "invalid request"}, status_code=422)
+
+    for router in (uploads.router, jobs.router, admin.router, health.router):
+        app.include_router(router)
+    return app
+
+
+__all__ = ["HTTPException", "create_app"]

@@ -1,0 +1,99 @@
+"""Dependencies: the shared context, the caller (``X-API-Key``), the admin token, rate limits."""
+
+from __future__ import annotations
+
+import hmac
+import math
+import time
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+import structlog
+from fastapi import Depends, Header, HTTPException, Request
+
+from proxyai.context import Context
+from proxyai.store.db import Job, User
+
+
+def get_ctx(request: Request) -> Context:
+    ctx: Context = request.app.state.ctx
+    return ctx
+
+
+Ctx = Annotated[Context, Depends(get_ctx)]
+
+
+def current_user(ctx: Ctx, x_api_key: Annotated[str | None, Header()] = None) -> User:
+    if not x_api_key:
+        raise HTTPException(401, "an X-API-Key header is required")
+    user = ctx.store.user_by_key(x_api_key.strip())
+    if user is None:
+        raise HTTPException(401, "the API key is not valid")
+    structlog.contextvars.bind_contextvars(user_id=user.id)
+    return user
+
+
+CurrentUser = Annotated[User, Depends(current_user)]
+
+
+def require_admin(ctx: Ctx, x_admin_token: Annotated[str | None, Header()] = None) -> None:
+    token = ctx.settings.admin_token
+    if token is None:
+        raise HTTPException(404, "not found: the admin endpoint is off (set ADMIN_TOKEN to turn it on)")
+    if not x_admin_token or not hmac.compare_digest(x_admin_token, token.get_secret_value()):
+        raise HTTPException(403, "the X-Admin-Token header is missing or wrong")
+
+
+def owned_job(ctx: Ctx, user: CurrentUser, upload_id: str) -> Job:
+    """The caller's job, or 404 (also for anyone else's, so ids cannot be probed)."""
+    job = ctx.store.get_job(upload_id, user_id=user.id)
+    if job is None:
+        raise HTTPException(404, f"no upload {upload_id}")
+    structlog.contextvars.bind_contextvars(upload_id=upload_id)
+    return job
+
+
+OwnedJob = Annotated[Job, Depends(owned_job)]
+
+
+@dataclass
+class RateLimits:
+    """Per-client-address limits (the ``limits`` library), in Redis when Redis is configured so that
+    they hold across API processes, else in this process's memory."""
+
+    strategy: Any
+    items: dict[str, Any]
+
+    @classmethod
+    def build(cls, storage_uri: str, limits: dict[str, str]) -> RateLimits:
+        from limits import parse
+        from limits.storage import storage_from_string
+        from limits.strategies import MovingWindowRateLimiter
+
+        storage = storage_from_string(storage_uri)
+        return cls(MovingWindowRateLimiter(storage), {name: parse(value) for name, value in limits.items()})
+
+    def check(self, name: str, key: str) -> None:
+        item = self.items[name]
+        if not self.strategy.hit(item, "proxyai", name, key):
+            reset = self.strategy.get_window_stats(item, "proxyai", name, key).reset_time
+            retry = max(1, math.ceil(reset - time.time()))
+            raise HTTPException(
+                429,
+                f"too many requests: at most {item} per client; try again in {retry} s",
+                headers={"Retry-After": str(retry)},
+            )
+
+
+def client_address(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+def rate_limit(name: str) -> Any:
+    """A dependency that counts this request against the ``name`` limit."""
+
+    def dependency(request: Request) -> None:
+        limits: RateLimits = request.app.state.rate_limits
+        limits.check(name, client_address(request))
+
+    return Depends(dependency)

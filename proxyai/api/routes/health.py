@@ -1,0 +1,68 @@
+"""``GET /health`` and ``GET /metrics``."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+from fastapi import APIRouter, Response
+from starlette.concurrency import run_in_threadpool
+
+from proxyai import __version__
+from proxyai.api.deps import Ctx, rate_limit
+from proxyai.api.schemas import Health
+from proxyai.context import Context
+from proxyai.observability import render_metrics
+
+router = APIRouter(tags=["service"])
+
+
+def _broker_check(ctx: Context) -> None:
+    from proxyai.worker.app import celery_app
+
+    with celery_app.connection_for_write() as conn:
+        conn.ensure_connection(max_retries=1, timeout=2)
+
+
+def queue_depths(ctx: Context) -> dict[tuple[str, ...], float]:
+    """Messages waiting in each queue (Redis: list length; embedded: rows in the broker table)."""
+    from proxyai.worker.app import CPU_QUEUE, GPU_QUEUE, celery_app
+
+    depths: dict[tuple[str, ...], float] = {}
+    with celery_app.connection_for_read() as conn:
+        for queue in (CPU_QUEUE, GPU_QUEUE):
+            try:
+                _, count, _ = conn.default_channel.queue_declare(queue, passive=True)
+            except Exception:
+                count = 0
+            depths[(queue,)] = float(count or 0)
+    return depths
+
+
+@router.get("/health", response_model=Health, dependencies=[rate_limit("health")])
+async def health(ctx: Ctx, response: Response) -> Health:
+    failing: dict[str, str] = {}
+    for name, check in (("database", lambda: ctx.store.ping()), ("broker", lambda: _broker_check(ctx))):
+        try:
+            await run_in_threadpool(check)
+        except Exception as exc:
+            failing[name] = f"{type(exc).__name__}: {str(exc)[:200]}"
+    if failing:
+        return Health(status="degraded", version=__version__, failing=failing)
+    return Health(status="ok", version=__version__)
+
+
+@router.get("/metrics", dependencies=[rate_limit("metrics")], response_class=Response)
+async def metrics(ctx: Ctx) -> Response:
+    """Prometheus text: HTTP, pipeline stages, task runs, jobs by status, queue depth."""
+
+    def collect() -> bytes:
+        extra: dict[str, dict[tuple[str, ...], Any]] = {}
+        with contextlib.suppress(Exception):  # a database outage must not hide the other metrics
+            extra["proxyai_jobs"] = {(k,): float(v) for k, v in ctx.store.counts_by_status().items()}
+        with contextlib.suppress(Exception):
+            extra["proxyai_queue_depth"] = queue_depths(ctx)
+        return render_metrics(extra)
+
+    body = await run_in_threadpool(collect)
+    return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")

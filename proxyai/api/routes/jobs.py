@@ -1,0 +1,126 @@
+"""Status, the job list, results in every format, labels, audio, deletion."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, HTTPException, Query, Response
+from fastapi.responses import FileResponse, JSONResponse
+
+from proxyai.api.deps import Ctx, CurrentUser, OwnedJob, rate_limit
+from proxyai.api.schemas import JobList, Labels, Status
+from proxyai.pipeline.formats import CONTENT_TYPES, FORMATS, apply_names, render
+from proxyai.store.db import Job
+
+router = APIRouter(tags=["jobs"])
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+@router.get("/status/{upload_id}", response_model=Status, responses={404: {"description": "unknown upload"}})
+def status(job: OwnedJob) -> Status:
+    return Status.of(job)
+
+
+@router.get("/jobs", response_model=JobList)
+def jobs(
+    ctx: Ctx,
+    user: CurrentUser,
+    limit: Annotated[int, Query(ge=1, le=200)] = 20,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> JobList:
+    """The caller's jobs, newest first."""
+    rows, total = ctx.store.list_jobs(user.id, limit, offset)
+    return JobList(items=[Status.of(j) for j in rows], total=total, limit=limit, offset=offset)
+
+
+def _result(ctx: Ctx, job: Job) -> dict[str, Any]:
+    if job.status != "done":
+        status_code = 409 if job.status == "failed" else 202
+        detail = f"the job failed: {job.error}" if job.status == "failed" else f"the job is {job.status}, not done yet"
+        raise HTTPException(status_code, detail, headers={"X-Job-Status": job.status})
+    result = ctx.files.read_json(job.id, "result")
+    if result is None:
+        raise HTTPException(410, "the results of this job are gone")
+    return dict(result)
+
+
+@router.get(
+    "/results/{upload_id}",
+    dependencies=[rate_limit("results")],
+    responses={
+        200: {"description": "the result (JSON), or the file in the asked format"},
+        202: {"description": "not done yet: {detail}; header X-Job-Status says queued or processing"},
+        409: {"description": "the job failed: {detail} holds its message"},
+        404: {"description": "unknown upload"},
+    },
+)
+def results(ctx: Ctx, job: OwnedJob, format: Annotated[str | None, Query()] = None) -> Response:
+    """The whole result, speaker names applied (``transcript`` is the segments); ``?format=`` for a file."""
+    if format is not None and format not in FORMATS:
+        raise HTTPException(422, f"format must be one of {', '.join(FORMATS)}")
+    result = _result(ctx, job)
+    names = ctx.store.labels(job.id)
+    if format is None:
+        body = apply_names(result, names)
+        body = {"upload_id": job.id, "status": job.status, "transcript": body["segments"], **body}
+        return JSONResponse(body)
+    stem = Path(job.filename).stem or "transcript"
+    safe = re.sub(r"[^\w.-]+", "_", stem)[:80] or "transcript"
+    text = render(result, format, names, file_id=safe)
+    return Response(
+        text,
+        media_type=CONTENT_TYPES[format],
+        headers={"Content-Disposition": f'attachment; filename="{safe}.{format}"'},
+    )
+
+
+@router.delete("/results/{upload_id}", status_code=204, responses={404: {"description": "unknown upload"}})
+def delete(ctx: Ctx, job: OwnedJob) -> Response:
+    """The job, its upload and its results are gone."""
+    ctx.store.delete_job(job.id)
+    ctx.files.delete(job.id)
+    return Response(status_code=204)
+
+
+@router.get("/labels/{upload_id}", response_model=Labels)
+def get_labels(ctx: Ctx, job: OwnedJob) -> Labels:
+    return Labels(upload_id=job.id, labels=ctx.store.labels(job.id))
+
+
+@router.post("/labels/{upload_id}", response_model=Labels, responses={422: {"description": "bad speaker or name"}})
+def set_labels(
+    ctx: Ctx,
+    job: OwnedJob,
+    names: Annotated[dict[str, Any], Body(examples=[{"SPEAKER_00": "Diane"}])],
+) -> Labels:
+    """Name speakers; results and every format use the names from then on."""
+    result = _result(ctx, job)
+    known = {s["id"] for s in result.get("speakers", [])}
+    clean: dict[str, str] = {}
+    for speaker, name in names.items():
+        if speaker not in known:
+            raise HTTPException(422, f"unknown speaker {speaker!r}; this job has {', '.join(sorted(known)) or 'none'}")
+        if not isinstance(name, str):
+            raise HTTPException(422, f"the name for {speaker} must be a string")
+        name = name.strip()
+        if not 1 <= len(name) <= 100:
+            raise HTTPException(422, f"the name for {speaker} must be 1 to 100 characters")
+        if _CONTROL.search(name):
+            raise HTTPException(422, f"the name for {speaker} has control characters")
+        clean[speaker] = name
+    return Labels(upload_id=job.id, labels=ctx.store.set_labels(job.id, clean))
+
+
+@router.get("/audio/{upload_id}", response_class=FileResponse, responses={206: {"description": "a byte range"}})
+def audio(ctx: Ctx, job: OwnedJob) -> FileResponse:
+    """The uploaded file, with HTTP Range support."""
+    path = ctx.files.upload_path(job.id)
+    if not path.exists():
+        raise HTTPException(410, "the upload is gone")
+    import mimetypes
+
+    media = mimetypes.guess_type(job.filename)[0] or "application/octet-stream"
+    return FileResponse(path, media_type=media, filename=job.filename, content_disposition_type="inline")

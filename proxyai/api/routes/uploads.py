@@ -1,0 +1,109 @@
+"""``POST /upload/`` and ``POST /transcribe``: stream the file to disk, probe it, queue the job."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Request
+from starlette.concurrency import run_in_threadpool
+
+from proxyai.api.deps import Ctx, CurrentUser, rate_limit
+from proxyai.api.schemas import UploadResponse
+from proxyai.api.upload import receive_upload
+from proxyai.pipeline.audio import AudioError, probe
+from proxyai.pipeline.diarize import BACKENDS
+
+router = APIRouter(tags=["uploads"])
+
+RESPONSES: dict[int | str, dict[str, Any]] = {
+    413: {"description": "the file is larger than MAX_FILE_SIZE"},
+    415: {"description": "the file is not audio (judged by its content)"},
+    422: {"description": "a bad form field"},
+    429: {"description": "too many uploads from this address"},
+}
+
+
+def job_options(fields: dict[str, str]) -> dict[str, Any]:
+    """Validate the optional form fields; 422 naming the field."""
+    out: dict[str, Any] = {}
+
+    def bad(name: str, why: str) -> HTTPException:
+        return HTTPException(422, f"{name}: {why}")
+
+    if fields.get("language", "").strip():
+        from faster_whisper.tokenizer import _LANGUAGE_CODES
+
+        lang = fields["language"].strip().lower()
+        if lang not in _LANGUAGE_CODES:
+            raise bad("language", f"unknown language code {lang!r} (use e.g. en, ru, de)")
+        out["language"] = lang
+    if fields.get("task", "").strip():
+        if fields["task"] not in ("transcribe", "translate"):
+            raise bad("task", "must be transcribe or translate")
+        out["task"] = fields["task"]
+    if fields.get("diarization", "").strip():
+        if fields["diarization"] not in BACKENDS:
+            raise bad("diarization", f"must be one of {', '.join(BACKENDS)}")
+        out["diarization"] = fields["diarization"]
+    if fields.get("channels", "").strip():
+        if fields["channels"] not in ("auto", "mix", "split"):
+            raise bad("channels", "must be auto, mix or split")
+        out["channels"] = fields["channels"]
+    for name in ("num_speakers", "min_speakers", "max_speakers"):
+        raw = fields.get(name, "").strip()
+        if raw and raw != "auto":
+            if not raw.isdigit() or not 1 <= int(raw) <= 50:
+                raise bad(name, "must be a whole number from 1 to 50")
+            out[name] = int(raw)
+    if out.get("min_speakers") and out.get("max_speakers") and out["min_speakers"] > out["max_speakers"]:
+        raise bad("min_speakers", "is larger than max_speakers")
+    return out
+
+
+async def create_upload(request: Request, ctx: Ctx, user: CurrentUser) -> UploadResponse:
+    from proxyai.worker.tasks import enqueue
+
+    fd, tmp = ctx.files.new_upload()
+    try:
+        try:
+            received = await receive_upload(request, fd, tmp, ctx.settings.max_file_size)
+        finally:
+            os.close(fd)
+        options = job_options(received.fields)
+        if received.size == 0:
+            raise HTTPException(415, "the file is empty")
+        try:
+            info = await run_in_threadpool(probe, tmp)
+        except AudioError as exc:
+            raise HTTPException(415, f"not an audio or video file with sound: {str(exc).split(': ', 1)[-1]}") from None
+        correlation_id = request.state.correlation_id
+        job = ctx.store.create_job(
+            user.id, received.filename or "audio", received.size, info.duration or None, options, correlation_id
+        )
+        ctx.files.keep_upload(tmp, job.id)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    request.state.upload_id = job.id
+    try:
+        await run_in_threadpool(enqueue, job.id, correlation_id, job.duration)
+    except Exception as exc:  # the broker is down: say so, keep nothing half-done
+        ctx.store.fail_job(job.id, f"could not queue the job: {exc}")
+        raise HTTPException(503, "the job queue is unreachable; try again shortly") from None
+    return UploadResponse(upload_id=job.id)
+
+
+for path in ("/upload/", "/transcribe"):
+    router.add_api_route(
+        path,
+        create_upload,
+        methods=["POST"],
+        response_model=UploadResponse,
+        status_code=200,
+        responses=RESPONSES,
+        dependencies=[rate_limit("upload")],
+        summary="Upload a recording (multipart field 'file'; optional language, task, num_speakers, "
+        "min_speakers, max_speakers, diarization, channels)",
+    )

@@ -1,0 +1,115 @@
+"""Streaming multipart upload: the file part goes straight to disk and reading stops at the size limit,
+so a large or endless upload never sits in memory and is cut off at ``MAX_FILE_SIZE``."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from fastapi import HTTPException, Request
+from python_multipart.multipart import MultipartParser, parse_options_header
+
+MAX_FIELD = 10_000  # bytes per ordinary form field
+
+
+@dataclass
+class Received:
+    fields: dict[str, str] = field(default_factory=dict)
+    filename: str | None = None
+    size: int = 0
+    path: str | None = None
+
+
+class _Sink:
+    """Collects one multipart stream: form fields in memory (small), the ``file`` part on disk."""
+
+    def __init__(self, fd: int, path: str, limit: int) -> None:
+        self.fd = fd
+        self.out = Received(path=path)
+        self.limit = limit
+        self.header_field = b""
+        self.header_value = b""
+        self.headers: dict[bytes, bytes] = {}
+        self.name: str | None = None
+        self.value = bytearray()
+        self.is_file = False
+        self.file_seen = False
+
+    def on_part_begin(self) -> None:
+        self.headers = {}
+        self.value = bytearray()
+
+    def on_header_field(self, data: bytes, start: int, end: int) -> None:
+        self.header_field += data[start:end]
+
+    def on_header_value(self, data: bytes, start: int, end: int) -> None:
+        self.header_value += data[start:end]
+
+    def on_header_end(self) -> None:
+        self.headers[self.header_field.lower()] = self.header_value
+        self.header_field = b""
+        self.header_value = b""
+
+    def on_headers_finished(self) -> None:
+        _, params = parse_options_header(self.headers.get(b"content-disposition", b""))
+        self.name = params.get(b"name", b"").decode("utf-8", "replace")
+        filename = params.get(b"filename")
+        self.is_file = self.name == "file" and filename is not None and not self.file_seen
+        if self.is_file and filename is not None:
+            self.file_seen = True
+            self.out.filename = os.path.basename(filename.decode("utf-8", "replace")) or "audio"
+
+    def on_part_data(self, data: bytes, start: int, end: int) -> None:
+        chunk = data[start:end]
+        if self.is_file:
+            self.out.size += len(chunk)
+            if self.out.size > self.limit:
+                raise HTTPException(413, f"the file is larger than the limit of {self.limit} bytes")
+            os.write(self.fd, chunk)
+        else:
+            self.value += chunk
+            if len(self.value) > MAX_FIELD:
+                raise HTTPException(413, f"form field {self.name!r} is too large")
+
+    def on_part_end(self) -> None:
+        if not self.is_file and self.name:
+            self.out.fields[self.name] = self.value.decode("utf-8", "replace")
+
+
+async def receive_upload(request: Request, fd: int, path: str, limit: int) -> Received:
+    """Stream the request's multipart body: the ``file`` part into ``fd`` (at ``path``), fields into a dict.
+
+    Raises 413 as soon as the file passes ``limit`` (or the declared length says it will), 400/422 for
+    a body that is not a multipart form with a file.
+    """
+    content_type = request.headers.get("content-type", "")
+    ctype, params = parse_options_header(content_type)
+    if ctype != b"multipart/form-data" or b"boundary" not in params:
+        raise HTTPException(422, "send the audio as multipart/form-data with a 'file' field")
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit + 1_000_000:
+        raise HTTPException(413, f"the file is larger than the limit of {limit} bytes")
+    sink = _Sink(fd, path, limit)
+    callbacks: Any = {
+        "on_part_begin": sink.on_part_begin,
+        "on_part_data": sink.on_part_data,
+        "on_part_end": sink.on_part_end,
+        "on_header_field": sink.on_header_field,
+        "on_header_value": sink.on_header_value,
+        "on_header_end": sink.on_header_end,
+        "on_headers_finished": sink.on_headers_finished,
+    }
+    parser = MultipartParser(params[b"boundary"], callbacks)
+    try:
+        async for chunk in request.stream():
+            if chunk:
+                parser.write(chunk)
+        parser.finalize()
+    except HTTPException:
+        raise
+    except Exception as exc:  # a malformed body
+        raise HTTPException(400, f"the multipart body cannot be read: {exc}") from None
+    if sink.out.filename is None:
+        raise HTTPException(422, "no 'file' field in the form")
+    return sink.out

@@ -1,0 +1,76 @@
+"""What the API and the workers share: settings, the store, the files, and a job's pipeline options."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+from proxyai.config import Settings, get_settings
+from proxyai.pipeline.asr import AsrOptions
+from proxyai.pipeline.diarize import DiarizationOptions
+from proxyai.pipeline.run import PipelineOptions
+from proxyai.store.db import Store
+from proxyai.store.files import Files
+
+# what a request may set per job (the rest comes from the settings)
+JOB_OPTIONS = ("language", "task", "num_speakers", "min_speakers", "max_speakers", "diarization", "channels")
+
+
+@dataclass
+class Context:
+    settings: Settings
+    store: Store
+    files: Files
+
+
+def make_context(settings: Settings, migrate: bool = True) -> Context:
+    store = Store(settings.db_url)
+    if migrate:
+        store.migrate()
+    return Context(settings, store, Files(settings.uploads, settings.results))
+
+
+@lru_cache(maxsize=1)
+def get_context() -> Context:
+    return make_context(get_settings())
+
+
+def pipeline_options(settings: Settings, job: dict[str, Any]) -> PipelineOptions:
+    """The pipeline's options for a job: its own choices over the service's settings."""
+    return PipelineOptions(
+        model=settings.whisper_model_path,
+        device=settings.whisper_device,
+        compute_type=settings.whisper_compute_type,
+        vad_level=settings.vad_level,
+        segment_length=settings.segment_length_s,
+        channels=job.get("channels") or "auto",
+        pyannote_protocol=settings.pyannote_protocol,
+        huggingface_token=settings.huggingface_token.get_secret_value() if settings.huggingface_token else None,
+        asr=AsrOptions(
+            language=job.get("language"), task=job.get("task") or "transcribe", batch_size=settings.batch_size
+        ),
+        diarization=DiarizationOptions(
+            backend=job.get("diarization") or "embedded",
+            num_speakers=job.get("num_speakers"),
+            min_speakers=job.get("min_speakers"),
+            max_speakers=job.get("max_speakers"),
+            device="cpu" if settings.whisper_device == "cpu" else "auto",
+        ),
+    )
+
+
+def time_limits(settings: Settings, duration: float | None) -> tuple[int, int]:
+    """(soft, hard) seconds for one part of a job: the configured limits, raised for long audio so that
+    an hour-long file is not killed halfway (a slow CPU transcribes at about real time)."""
+    extra = int(1.5 * (duration or 0.0))
+    hard = settings.task_time_limit + extra
+    soft = min(settings.task_soft_time_limit + extra, hard - 5)
+    return soft, hard
+
+
+def worker_queues() -> list[str]:
+    """The queues this worker process serves (set by ``proxyai worker``; all when unknown)."""
+    value = os.environ.get("PROXYAI_WORKER_QUEUES", "")
+    return [q for q in value.split(",") if q] or ["preprocess_cpu", "preprocess_gpu"]

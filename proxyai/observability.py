@@ -1,0 +1,99 @@
+"""JSON logs (structlog, with ``upload_id`` and ``correlation_id`` bound per request and per task) and
+Prometheus metrics.
+
+Worker processes and the API share metrics through ``PROMETHEUS_MULTIPROC_DIR`` when it is set (one
+machine: ``proxyai serve`` sets it); scaled out, ``proxyai metrics`` exports the queue's view.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from typing import Any
+
+import structlog
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+_configured = False
+
+
+def configure_logging(level: str = "INFO") -> None:
+    """structlog JSON lines on stdout; the standard library's loggers go through the same renderer."""
+    global _configured
+    if _configured:
+        return
+    _configured = True
+    shared: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
+    structlog.configure(
+        processors=[*shared, structlog.processors.format_exc_info, structlog.processors.JSONRenderer()],
+        logger_factory=structlog.PrintLoggerFactory(sys.stdout),
+        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
+        cache_logger_on_first_use=True,
+    )
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            processor=structlog.processors.JSONRenderer(),
+            foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name],
+        )
+    )
+    root = logging.getLogger()
+    root.handlers = [handler]
+    root.setLevel(level.upper())
+    for noisy in ("faster_whisper", "httpx", "multipart"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def get_logger(name: str = "proxyai") -> Any:
+    return structlog.get_logger(name)
+
+
+HTTP_REQUESTS = Counter("http_requests_total", "HTTP requests", ["method", "path", "status"])
+HTTP_DURATION = Histogram(
+    "http_request_duration_seconds",
+    "HTTP request duration",
+    ["method", "path"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+VAD_SECONDS = Histogram(
+    "vad_segmentation_seconds",
+    "Decoding and voice-activity detection per job part",
+    buckets=(0.1, 0.5, 1, 5, 15, 60, 300),
+)
+WHISPER_SECONDS = Histogram(
+    "whisper_transcription_seconds", "Speech recognition per job", buckets=(1, 5, 15, 60, 300, 900, 3600)
+)
+DIARIZATION_SECONDS = Histogram("diarization_seconds", "Diarization per job", buckets=(0.5, 1, 5, 15, 60, 300, 900))
+TASK_RUNS = Counter("celery_task_runs_total", "Task runs by task and outcome", ["task", "outcome"])
+
+
+def render_metrics(extra: dict[str, dict[tuple[str, ...], float]] | None = None) -> bytes:
+    """This process's metrics (or every process's, in multiprocess mode), plus gauges computed now
+    (``extra``: metric name → {label values: value}; labels per metric in ``EXTRA_LABELS``)."""
+    from prometheus_client import REGISTRY
+
+    registry: CollectorRegistry = REGISTRY
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    body = generate_latest(registry)
+    if extra:
+        now_registry = CollectorRegistry()
+        for name, values in extra.items():
+            labels = EXTRA_LABELS.get(name, ())
+            gauge = Gauge(name, EXTRA_HELP.get(name, name), labels, registry=now_registry)
+            for key, value in values.items():
+                (gauge.labels(*key) if labels else gauge).set(value)
+        body += generate_latest(now_registry)
+    return body
+
+
+EXTRA_LABELS: dict[str, tuple[str, ...]] = {"proxyai_jobs": ("status",), "proxyai_queue_depth": ("queue",)}
+EXTRA_HELP = {"proxyai_jobs": "Jobs by status", "proxyai_queue_depth": "Messages waiting per queue"}

@@ -1,0 +1,284 @@
+"""Jobs, users and speaker labels in SQL (SQLite by default, PostgreSQL by ``DATABASE_URL``).
+
+The schema is created and upgraded by Alembic (``proxyai/store/migrations``); this module holds the
+tables and the queries, nothing else touches SQL.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    create_engine,
+    delete,
+    event,
+    func,
+    select,
+    update,
+)
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+
+STATUSES = ("queued", "processing", "done", "failed")
+ACTIVE = ("queued", "processing")
+
+
+def now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=lambda: str(uuid.uuid4()))
+    name: Mapped[str] = mapped_column(String(200))
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True, index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=now)
+
+
+class Job(Base):
+    __tablename__ = "jobs"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=lambda: str(uuid.uuid4()))
+    user_id: Mapped[str | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    status: Mapped[str] = mapped_column(String(16), default="queued", index=True)
+    stage: Mapped[str] = mapped_column(String(32), default="queued")
+    progress: Mapped[int] = mapped_column(Integer, default=0)
+    asr_progress: Mapped[float] = mapped_column(Float, default=0.0)
+    diar_progress: Mapped[float] = mapped_column(Float, default=0.0)
+    asr_done: Mapped[bool] = mapped_column(Boolean, default=False)
+    diar_done: Mapped[bool] = mapped_column(Boolean, default=False)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    filename: Mapped[str] = mapped_column(String(255), default="audio")
+    size: Mapped[int] = mapped_column(BigInteger, default=0)
+    duration: Mapped[float | None] = mapped_column(Float, nullable=True)
+    options: Mapped[str] = mapped_column(Text, default="{}")
+    correlation_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=now, index=True)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=now, onupdate=now)
+
+    def options_dict(self) -> dict[str, Any]:
+        return dict(json.loads(self.options or "{}"))
+
+
+class Label(Base):
+    __tablename__ = "labels"
+
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    speaker: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.close()
+
+
+class Store:
+    """The database: sessions and every query the API and workers need."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        kwargs: dict[str, Any] = {"pool_pre_ping": True}
+        if url.startswith("sqlite"):
+            path = url.split("///", 1)[-1]
+            if path and path != ":memory:":
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
+        self.engine: Engine = create_engine(url, **kwargs)
+        if url.startswith("sqlite"):
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    def migrate(self) -> None:
+        """Create or upgrade the schema to the newest Alembic revision."""
+        from proxyai.store.migrate import upgrade
+
+        upgrade(self.engine)
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        with self._sessions() as session, session.begin():
+            yield session
+
+    def ping(self) -> None:
+        with self.engine.connect() as conn:
+            conn.exec_driver_sql("SELECT 1")
+
+    # users
+    @staticmethod
+    def hash_key(api_key: str) -> str:
+        return hashlib.sha256(api_key.encode()).hexdigest()
+
+    def create_user(self, name: str) -> tuple[User, str]:
+        api_key = "pk_" + secrets.token_urlsafe(32)
+        with self.session() as s:
+            user = User(name=name, key_hash=self.hash_key(api_key))
+            s.add(user)
+        return user, api_key
+
+    def user_by_key(self, api_key: str) -> User | None:
+        with self.session() as s:
+            return s.scalar(select(User).where(User.key_hash == self.hash_key(api_key)))
+
+    def count_users(self) -> int:
+        with self.session() as s:
+            return int(s.scalar(select(func.count()).select_from(User)) or 0)
+
+    # jobs
+    def create_job(
+        self,
+        user_id: str | None,
+        filename: str,
+        size: int,
+        duration: float | None,
+        options: dict[str, Any],
+        correlation_id: str | None,
+        job_id: str | None = None,
+    ) -> Job:
+        with self.session() as s:
+            job = Job(
+                id=job_id or str(uuid.uuid4()),
+                user_id=user_id,
+                filename=filename[:255],
+                size=size,
+                duration=duration,
+                options=json.dumps(options),
+                correlation_id=correlation_id,
+            )
+            s.add(job)
+        return job
+
+    def get_job(self, job_id: str, user_id: str | None = None) -> Job | None:
+        with self.session() as s:
+            job = s.get(Job, job_id)
+            if job is None or (user_id is not None and job.user_id != user_id):
+                return None
+            return job
+
+    def list_jobs(self, user_id: str, limit: int, offset: int) -> tuple[list[Job], int]:
+        with self.session() as s:
+            total = s.scalar(select(func.count()).select_from(Job).where(Job.user_id == user_id)) or 0
+            rows = s.scalars(
+                select(Job)
+                .where(Job.user_id == user_id)
+                .order_by(Job.created_at.desc(), Job.id)
+                .limit(limit)
+                .offset(offset)
+            ).all()
+            return list(rows), int(total)
+
+    def update_job(self, job_id: str, **values: Any) -> bool:
+        values.setdefault("updated_at", now())
+        with self.session() as s:
+            result = s.execute(update(Job).where(Job.id == job_id).values(**values))
+            return bool(getattr(result, "rowcount", 0))
+
+    def start_part(self, job_id: str, stage: str) -> bool:
+        """Mark a job processing (unless it is finished); False when it is gone or done."""
+        with self.session() as s:
+            result = s.execute(
+                update(Job)
+                .where(Job.id == job_id, Job.status.in_(ACTIVE))
+                .values(status="processing", stage=stage, updated_at=now())
+            )
+            return bool(getattr(result, "rowcount", 0))
+
+    def part_progress(self, job_id: str, part: str, fraction: float, stage: str) -> None:
+        column = Job.asr_progress if part == "asr" else Job.diar_progress
+        with self.session() as s:
+            job = s.get(Job, job_id)
+            if job is None or job.status not in ACTIVE:
+                return
+            setattr(job, column.key, max(0.0, min(1.0, fraction)))
+            job.progress = overall_progress(job.asr_progress, job.diar_progress)
+            job.stage = stage
+            job.updated_at = now()
+
+    def finish_part(self, job_id: str, part: str) -> Job | None:
+        """Record that ``part`` (``asr`` or ``diarization``) is written; return the job as it is then."""
+        flag = Job.asr_done if part == "asr" else Job.diar_done
+        prog = Job.asr_progress if part == "asr" else Job.diar_progress
+        with self.session() as s:
+            s.execute(update(Job).where(Job.id == job_id).values({flag: True, prog: 1.0, Job.updated_at: now()}))
+        with self.session() as s:
+            job = s.get(Job, job_id)
+            if job is not None:
+                job.progress = overall_progress(job.asr_progress, job.diar_progress)
+            return job
+
+    def finish_job(self, job_id: str, duration: float | None) -> None:
+        self.update_job(job_id, status="done", stage="done", progress=100, error=None, duration=duration)
+
+    def fail_job(self, job_id: str, message: str) -> None:
+        with self.session() as s:
+            s.execute(
+                update(Job)
+                .where(Job.id == job_id, Job.status != "done")
+                .values(status="failed", stage="failed", error=message[:2000], updated_at=now())
+            )
+
+    def delete_job(self, job_id: str) -> None:
+        with self.session() as s:
+            s.execute(delete(Label).where(Label.job_id == job_id))
+            s.execute(delete(Job).where(Job.id == job_id))
+
+    def old_jobs(self, days: int) -> list[Job]:
+        """Finished jobs (done or failed) older than ``days`` days; running ones never."""
+        cutoff = now() - timedelta(days=days)
+        with self.session() as s:
+            return list(s.scalars(select(Job).where(Job.created_at < cutoff, Job.status.not_in(ACTIVE))).all())
+
+    def job_ids(self) -> list[str]:
+        with self.session() as s:
+            return list(s.scalars(select(Job.id)).all())
+
+    def counts_by_status(self) -> dict[str, int]:
+        with self.session() as s:
+            rows = s.execute(select(Job.status, func.count()).group_by(Job.status)).all()
+        counts = dict.fromkeys(STATUSES, 0)
+        counts.update({status: int(n) for status, n in rows})
+        return counts
+
+    # labels
+    def labels(self, job_id: str) -> dict[str, str]:
+        with self.session() as s:
+            return {row.speaker: row.name for row in s.scalars(select(Label).where(Label.job_id == job_id))}
+
+    def set_labels(self, job_id: str, names: dict[str, str]) -> dict[str, str]:
+        with self.session() as s:
+            for speaker, name in names.items():
+                row = s.get(Label, (job_id, speaker))
+                if row is None:
+                    s.add(Label(job_id=job_id, speaker=speaker, name=name))
+                else:
+                    row.name = name
+        return self.labels(job_id)
+
+
+def overall_progress(asr: float, diarization: float) -> int:
+    """Recognition weighs most; the last 5 % is the merge."""
+    return round(100 * (0.80 * asr + 0.15 * diarization))

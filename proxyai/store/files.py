@@ -1,0 +1,69 @@
+"""Uploads and results on disk: one folder per job, every write atomic (temp file + rename)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+
+class Files:
+    def __init__(self, uploads: Path, results: Path) -> None:
+        self.uploads = Path(uploads)
+        self.results = Path(results)
+        self.uploads.mkdir(parents=True, exist_ok=True)
+        self.results.mkdir(parents=True, exist_ok=True)
+
+    def upload_path(self, job_id: str) -> Path:
+        return self.uploads / job_id
+
+    def result_dir(self, job_id: str) -> Path:
+        return self.results / job_id
+
+    def part_path(self, job_id: str, part: str) -> Path:
+        return self.result_dir(job_id) / f"{part}.json"
+
+    def new_upload(self) -> tuple[int, str]:
+        """A temporary file in the uploads folder (same file system, so the final rename is atomic)."""
+        return tempfile.mkstemp(prefix=".incoming-", dir=self.uploads)
+
+    def keep_upload(self, tmp: str, job_id: str) -> Path:
+        target = self.upload_path(job_id)
+        os.replace(tmp, target)
+        return target
+
+    def write_json(self, job_id: str, part: str, data: Any) -> Path:
+        folder = self.result_dir(job_id)
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{part}-", dir=folder)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                json.dump(data, fh, ensure_ascii=False)
+                fh.flush()
+                os.fsync(fh.fileno())
+            target = self.part_path(job_id, part)
+            os.replace(tmp, target)
+            return target
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def read_json(self, job_id: str, part: str) -> Any | None:
+        path = self.part_path(job_id, part)
+        if not path.exists():
+            return None
+        with open(path, encoding="utf-8") as fh:
+            return json.load(fh)
+
+    def delete(self, job_id: str) -> None:
+        self.upload_path(job_id).unlink(missing_ok=True)
+        shutil.rmtree(self.result_dir(job_id), ignore_errors=True)
+
+    def orphans(self, known: set[str]) -> list[Path]:
+        """Files and folders that belong to no job (left by a crash or a deleted row)."""
+        out = [p for p in self.uploads.iterdir() if p.name not in known and not p.name.startswith(".incoming-")]
+        out += [p for p in self.results.iterdir() if p.name not in known]
+        return out

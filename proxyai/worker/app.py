@@ -1,0 +1,87 @@
+"""The Celery app: two queues (``preprocess_cpu`` for diarization, ``preprocess_gpu`` for recognition),
+crash-safe settings, the daily clean-up, and model warm-up when a worker process starts."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from celery import Celery
+from celery.schedules import crontab
+from celery.signals import worker_process_init, worker_ready
+from kombu.entity import Queue
+
+from proxyai.config import Settings, get_settings
+
+CPU_QUEUE = "preprocess_cpu"
+GPU_QUEUE = "preprocess_gpu"
+
+
+def make_celery(settings: Settings) -> Celery:
+    if settings.embedded:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    app = Celery(
+        "proxyai", broker=settings.broker_url, backend=settings.celery_result_backend, include=["proxyai.worker.tasks"]
+    )
+    app.conf.update(
+        task_queues=(Queue(CPU_QUEUE), Queue(GPU_QUEUE)),  # type: ignore[no-untyped-call]
+        task_default_queue=CPU_QUEUE,
+        task_routes={
+            "proxyai.diarize_full": {"queue": CPU_QUEUE},
+            "proxyai.transcribe_segments": {"queue": GPU_QUEUE},
+            "proxyai.cleanup_old_files": {"queue": CPU_QUEUE},
+        },
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_time_limit=settings.task_time_limit,
+        task_soft_time_limit=settings.task_soft_time_limit,
+        task_ignore_result=settings.celery_result_backend is None,
+        task_always_eager=settings.celery_task_always_eager,
+        task_eager_propagates=False,
+        task_serializer="json",
+        accept_content=["json"],
+        timezone=settings.celery_timezone,
+        enable_utc=True,
+        broker_connection_retry_on_startup=True,
+        # Redis: how long a message a worker took stays invisible before it is handed out again (a
+        # worker killed mid-job). The SQLAlchemy transport hands every option to create_engine: none.
+        broker_transport_options={} if settings.embedded else {"visibility_timeout": settings.celery_visibility_timeout},
+        worker_hijack_root_logger=False,
+        worker_send_task_events=True,
+        task_send_sent_event=True,
+        beat_schedule={
+            "cleanup-old-files": {"task": "proxyai.cleanup_old_files", "schedule": crontab(hour=3, minute=17)},
+        },
+    )
+    if settings.embedded:
+        app.conf.beat_schedule_filename = str(settings.data_dir / "beat-schedule")
+    return app
+
+
+celery_app = make_celery(get_settings())
+
+
+@worker_process_init.connect
+def _warm_up_child(**_: Any) -> None:
+    """Prefork: each child process loads its models (after the fork: no thread pools are copied)."""
+    _warm_up()
+
+
+@worker_ready.connect
+def _warm_up_main(**_: Any) -> None:
+    """Threads or solo pool: the one worker process loads the models, shared by its threads."""
+    if os.environ.get("PROXYAI_WORKER_POOL", "prefork") != "prefork":
+        _warm_up()
+
+
+def _warm_up() -> None:
+    """Load the models this worker needs and run them on 2 s of audio, so the first job is not slow."""
+    from proxyai.observability import configure_logging
+
+    settings = get_settings()
+    configure_logging(settings.log_level)
+    if settings.warmup:
+        from proxyai.worker.tasks import warm_up
+
+        warm_up()

@@ -1,0 +1,242 @@
+"""Tasks take a job id, re-read the job, call one pipeline stage, save its part atomically. Whichever
+part finishes second merges; running any task twice gives the same single result."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import structlog
+from celery import Task
+from celery.exceptions import SoftTimeLimitExceeded
+from sqlalchemy.exc import OperationalError
+
+from proxyai.context import get_context, pipeline_options, worker_queues
+from proxyai.observability import DIARIZATION_SECONDS, TASK_RUNS, VAD_SECONDS, WHISPER_SECONDS, get_logger
+from proxyai.pipeline.asr import AsrOptions, transcribe_chunks
+from proxyai.pipeline.audio import AudioError
+from proxyai.pipeline.diarize import DiarizationError
+from proxyai.pipeline.models import ModelError, models
+from proxyai.pipeline.run import (
+    Prepared,
+    build_result,
+    diarize,
+    prepare,
+    transcribe,
+    transcription_from_dict,
+    transcription_to_dict,
+    turns_from_list,
+    turns_to_list,
+)
+from proxyai.pipeline.vad import Chunk, Region
+from proxyai.worker.app import CPU_QUEUE, GPU_QUEUE, celery_app
+
+log = get_logger("proxyai.worker")
+
+TRANSIENT = (OperationalError, ConnectionError, TimeoutError)
+USER_ERRORS = (AudioError, ModelError, DiarizationError, ValueError)
+
+
+class JobTask(Task):  # type: ignore[misc]
+    """Retries transient failures with backoff, counts runs, binds the job to every log line, and
+    marks the job failed with a message a user can act on when a stage cannot succeed."""
+
+    abstract = True
+    acks_late = True
+    reject_on_worker_lost = True
+    autoretry_for = TRANSIENT
+    retry_backoff = 2
+    retry_backoff_max = 60
+    retry_jitter = True
+    max_retries = 5
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        upload_id = args[0] if args else kwargs.get("upload_id")
+        correlation_id = (
+            (args[1] if len(args) > 1 else kwargs.get("correlation_id"))
+            or getattr(self.request, "correlation_id", None)
+            or (self.request.headers or {}).get("correlation_id")
+        )
+        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.bind_contextvars(
+            upload_id=upload_id, correlation_id=correlation_id, task=self.name, task_id=self.request.id
+        )
+        try:
+            result = super().__call__(*args, **kwargs)
+        except BaseException as exc:
+            TASK_RUNS.labels(self.name, "retry" if isinstance(exc, TRANSIENT) else "failure").inc()
+            raise
+        TASK_RUNS.labels(self.name, "success").inc()
+        return result
+
+    def on_failure(self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
+        upload_id = args[0] if args else kwargs.get("upload_id")
+        if upload_id:
+            get_context().store.fail_job(upload_id, failure_message(exc))
+        log.error("task failed", error=f"{type(exc).__name__}: {exc}")
+
+
+def failure_message(exc: BaseException) -> str:
+    if isinstance(exc, SoftTimeLimitExceeded):
+        return "processing took longer than the time limit; raise TASK_TIME_LIMIT or split the recording"
+    if isinstance(exc, AudioError):
+        return f"the file cannot be decoded as audio: {exc}"
+    if isinstance(exc, USER_ERRORS):
+        return str(exc)
+    return f"internal error ({type(exc).__name__}); the job can be uploaded again"
+
+
+def _prepare(upload_id: str) -> tuple[Prepared, Any] | None:
+    ctx = get_context()
+    job = ctx.store.get_job(upload_id)
+    if job is None or job.status in ("done", "failed"):
+        log.info("job gone or finished, nothing to do")
+        return None
+    options = pipeline_options(ctx.settings, job.options_dict())
+    t0 = time.perf_counter()
+    prep = prepare(ctx.files.upload_path(upload_id), options)
+    VAD_SECONDS.observe(time.perf_counter() - t0)
+    return prep, options
+
+
+def _throttled(fn: Callable[[float], None], every: float = 1.0) -> Callable[[float], None]:
+    last = [0.0]
+
+    def call(fraction: float) -> None:
+        now = time.monotonic()
+        if now - last[0] >= every or fraction >= 1.0:
+            last[0] = now
+            fn(fraction)
+
+    return call
+
+
+@celery_app.task(base=JobTask, bind=True, name="proxyai.transcribe_segments")
+def transcribe_segments(self: JobTask, upload_id: str, correlation_id: str | None = None) -> None:
+    """Speech recognition of every voice chunk (the GPU queue)."""
+    ctx = get_context()
+    if ctx.files.part_path(upload_id, "asr").exists():
+        log.info("recognition already saved")
+    else:
+        if not ctx.store.start_part(upload_id, "transcribing"):
+            return
+        prepared = _prepare(upload_id)
+        if prepared is None:
+            return
+        prep, options = prepared
+        report = _throttled(lambda f: ctx.store.part_progress(upload_id, "asr", f, "transcribing"))
+        t0 = time.perf_counter()
+        result = transcribe(prep, options, progress=lambda _stage, f: report(f))
+        WHISPER_SECONDS.observe(time.perf_counter() - t0)
+        part = transcription_to_dict(result)
+        part.update(duration=prep.duration, split=prep.split)
+        ctx.files.write_json(upload_id, "asr", part)
+        log.info("recognition saved", segments=len(result.segments), seconds=round(time.perf_counter() - t0, 2))
+    _finish(upload_id, "asr")
+
+
+@celery_app.task(base=JobTask, bind=True, name="proxyai.diarize_full")
+def diarize_full(self: JobTask, upload_id: str, correlation_id: str | None = None) -> None:
+    """Who speaks when (the CPU queue)."""
+    ctx = get_context()
+    if ctx.files.part_path(upload_id, "diarization").exists():
+        log.info("diarization already saved")
+    else:
+        if not ctx.store.start_part(upload_id, "diarizing"):
+            return
+        prepared = _prepare(upload_id)
+        if prepared is None:
+            return
+        prep, options = prepared
+        t0 = time.perf_counter()
+        turns = diarize(prep, options)
+        DIARIZATION_SECONDS.observe(time.perf_counter() - t0)
+        ctx.files.write_json(
+            upload_id, "diarization", {"turns": turns_to_list(turns), "duration": prep.duration, "split": prep.split}
+        )
+        log.info("diarization saved", turns=len(turns), seconds=round(time.perf_counter() - t0, 2))
+    _finish(upload_id, "diarization")
+
+
+def _finish(upload_id: str, part: str) -> None:
+    """Record the part; when both are there, merge (idempotent: the result file is replaced whole)."""
+    ctx = get_context()
+    job = ctx.store.finish_part(upload_id, part)
+    if job is None or not (job.asr_done and job.diar_done):
+        return
+    if job.status == "done" and ctx.files.part_path(upload_id, "result").exists():
+        return
+    asr = ctx.files.read_json(upload_id, "asr")
+    diar = ctx.files.read_json(upload_id, "diarization")
+    if asr is None or diar is None:  # a part's flag without its file: redo that part
+        missing = "asr" if asr is None else "diarization"
+        ctx.store.update_job(upload_id, **{"asr_done" if missing == "asr" else "diar_done": False})
+        (transcribe_segments if missing == "asr" else diarize_full).delay(upload_id, job.correlation_id)
+        return
+    ctx.store.update_job(upload_id, stage="merging")
+    options = pipeline_options(ctx.settings, job.options_dict())
+    result = build_result(
+        float(asr["duration"]),
+        bool(asr["split"]),
+        transcription_from_dict(asr),
+        turns_from_list(diar["turns"]),
+        options,
+    )
+    ctx.files.write_json(upload_id, "result", result)
+    ctx.store.finish_job(upload_id, result["duration"])
+    log.info("job done", speakers=len(result["speakers"]), segments=len(result["segments"]))
+
+
+@celery_app.task(base=JobTask, bind=True, name="proxyai.cleanup_old_files")
+def cleanup_old_files(self: JobTask) -> dict[str, int]:
+    """Delete uploads and results of finished jobs older than ``FILE_RETENTION_DAYS`` (never a job that
+    is queued or running), and files that belong to no job and are as old."""
+    ctx = get_context()
+    days = ctx.settings.file_retention_days
+    removed = 0
+    for job in ctx.store.old_jobs(days):
+        ctx.files.delete(job.id)
+        ctx.store.delete_job(job.id)
+        removed += 1
+    cutoff = time.time() - days * 86400
+    known = set(ctx.store.job_ids())
+    orphans = 0
+    for path in ctx.files.orphans(known):
+        if path.stat().st_mtime < cutoff:
+            if path.is_dir():
+                import shutil
+
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+            orphans += 1
+    log.info("cleanup done", jobs=removed, orphans=orphans)
+    return {"jobs": removed, "orphans": orphans}
+
+
+def enqueue(upload_id: str, correlation_id: str | None, duration: float | None) -> None:
+    """Send both parts of a job; they run in parallel on their queues."""
+    from proxyai.context import time_limits
+
+    soft, hard = time_limits(get_context().settings, duration)
+    headers = {"correlation_id": correlation_id}
+    for task in (diarize_full, transcribe_segments):
+        task.apply_async((upload_id, correlation_id), headers=headers, soft_time_limit=soft, time_limit=hard)
+
+
+def warm_up() -> None:
+    """Load this worker's models once and run them on 2 s of audio."""
+    ctx = get_context()
+    queues = worker_queues()
+    options = pipeline_options(ctx.settings, {})
+    samples = (0.05 * np.random.default_rng(0).standard_normal(32000)).astype(np.float32)
+    t0 = time.perf_counter()
+    if GPU_QUEUE in queues:
+        model = models.whisper(options.model, options.device, options.compute_type)
+        transcribe_chunks(model, samples, [Chunk((Region(0.0, 2.0),))], AsrOptions(language="en"))
+    if CPU_QUEUE in queues:
+        models.encoder(options.encoder, options.diarization.device)
+        models.encoder(options.encoder, options.diarization.device).embed(np.zeros((1, 150, 40), np.float32))
+    log.info("models warm", queues=queues, seconds=round(time.perf_counter() - t0, 2))
