@@ -23,7 +23,7 @@ class AsrOptions:
     initial_prompt: str | None = None
     hotwords: str | None = None
     temperature: float = 0.0
-    join_gap_s: float = 0.3
+    join_gap_s: float = 0.15
     min_missed_s: float = 1.0
 
     def __post_init__(self) -> None:
@@ -133,12 +133,25 @@ def transcribe_chunks(
         if on_chunk is not None:
             on_chunk(min(done, total), total)
 
-    segments, language, probability = _batched_pass(model, samples, chunks, options, options.language, progress)
+    # In groups, so that only a group's packed audio and features are in memory at once; the language
+    # is detected on the first group and kept for the rest.
+    group = 4 * options.batch_size
+    segments: list[Segment] = []
+    language, probability = options.language, 1.0
+
+    def after(offset: int) -> Callable[[int], None]:
+        return lambda done: progress(offset + done)
+
+    for start in range(0, len(chunks), group):
+        part, lang, prob = _batched_pass(model, samples, chunks[start : start + group], options, language, after(start))
+        segments += part
+        if start == 0:
+            language, probability = lang, prob
     missed = _uncovered(chunks, segments, options.min_missed_s)
     if missed:
         retry = pack(missed, max(c.packed_length(options.join_gap_s) for c in chunks), options.join_gap_s)
         total += len(retry)
-        extra, _, _ = _batched_pass(model, samples, retry, options, language, lambda d: progress(len(chunks) + d))
+        extra, _, _ = _batched_pass(model, samples, retry, options, language, after(len(chunks)))
         segments = sorted(segments + extra, key=lambda s: s.start)
     progress(total)
     return AsrResult(language, probability, segments)

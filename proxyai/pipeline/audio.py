@@ -79,13 +79,8 @@ def probe(path: str | os.PathLike[str]) -> AudioInfo:
     container = _open(path)
     try:
         stream = container.streams.audio[0]
-        duration = 0.0
-        if stream.duration is not None and stream.time_base is not None:
-            duration = float(stream.duration * stream.time_base)
-        elif container.duration is not None:
-            duration = container.duration / 1_000_000
         return AudioInfo(
-            duration=duration,
+            duration=_stream_seconds(container, stream) or 0.0,
             channels=int(stream.codec_context.channels or 1),
             sample_rate=int(stream.codec_context.sample_rate or 0),
             codec=str(stream.codec_context.name),
@@ -93,6 +88,35 @@ def probe(path: str | os.PathLike[str]) -> AudioInfo:
         )
     finally:
         container.close()
+
+
+def _stream_seconds(container: Any, stream: Any) -> float | None:
+    if stream.duration is not None and stream.time_base is not None:
+        return float(stream.duration * stream.time_base)
+    if container.duration is not None:
+        return float(container.duration) / 1_000_000
+    return None
+
+
+class _Buffer:
+    """A float32 array filled piece by piece, sized from the stream's duration (grown if that was
+    short), so that decoding never holds the audio twice."""
+
+    def __init__(self, capacity: int) -> None:
+        self.data = np.empty(max(capacity, 1024), dtype=np.float32)
+        self.size = 0
+
+    def add(self, piece: np.ndarray) -> None:
+        end = self.size + len(piece)
+        if end > len(self.data):
+            grown = np.empty(max(end, int(len(self.data) * 1.5)), dtype=np.float32)
+            grown[: self.size] = self.data[: self.size]
+            self.data = grown
+        self.data[self.size : end] = piece
+        self.size = end
+
+    def view(self) -> np.ndarray:
+        return self.data[: self.size]
 
 
 def decode(
@@ -114,24 +138,25 @@ def decode(
         in_channels = int(stream.codec_context.channels or 1)
         layout = "stereo" if keep_channels and in_channels >= 2 else "mono"
         resampler = av.AudioResampler(format="flt", layout=layout, rate=sample_rate)
-        pieces: list[np.ndarray] = []
+        width = 2 if layout == "stereo" else 1
+        expected = _stream_seconds(container, stream)
+        buffer = _Buffer(int((expected or 60.0) * 1.01 * sample_rate * width) + sample_rate)
         try:
             for frame in container.decode(stream):
                 frame.pts = None
                 for out in resampler.resample(frame):
-                    pieces.append(out.to_ndarray().reshape(-1))
+                    buffer.add(out.to_ndarray().reshape(-1))
             for out in resampler.resample(None):
-                pieces.append(out.to_ndarray().reshape(-1))
+                buffer.add(out.to_ndarray().reshape(-1))
         except av.error.FFmpegError as exc:
-            if not pieces:
+            if not buffer.size:
                 raise AudioError(f"{os.fspath(path)}: cannot decode the audio ({_reason(exc)})") from None
             # A truncated tail: keep what decoded, as players do.
     finally:
         container.close()
-    if not pieces:
+    if not buffer.size:
         raise AudioError(f"{os.fspath(path)}: the audio stream holds no samples")
-    samples = np.concatenate(pieces).astype(np.float32, copy=False)
-    del pieces
+    samples = buffer.view()
     if layout == "stereo":
         samples = np.ascontiguousarray(samples.reshape(-1, 2).T)
     if not np.isfinite(samples).all():

@@ -46,7 +46,9 @@ def make_celery(settings: Settings) -> Celery:
         broker_connection_retry_on_startup=True,
         # Redis: how long a message a worker took stays invisible before it is handed out again (a
         # worker killed mid-job). The SQLAlchemy transport hands every option to create_engine: none.
-        broker_transport_options={} if settings.embedded else {"visibility_timeout": settings.celery_visibility_timeout},
+        broker_transport_options={}
+        if settings.embedded
+        else {"visibility_timeout": settings.celery_visibility_timeout},
         worker_hijack_root_logger=False,
         worker_send_task_events=True,
         task_send_sent_event=True,
