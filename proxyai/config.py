@@ -7,7 +7,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)?\s*$", re.IGNORECASE)
@@ -107,10 +107,13 @@ class Settings(BaseSettings):
             raise ValueError(f"not a rate limit: {value!r} (use e.g. 10/minute)") from None
         return value
 
-    @field_validator("celery_broker_url", "celery_result_backend", "database_url", "pyannote_protocol", mode="before")
+    @field_validator("*", mode="before")
     @classmethod
-    def _empty_is_none(cls, value: Any) -> Any:
-        return None if value == "" else value
+    def _empty_is_unset(cls, value: Any, info: ValidationInfo) -> Any:
+        """``KEY=`` in .env means the default, for optional keys (``DATABASE_URL=``)."""
+        if value == "" and info.field_name and cls.model_fields[info.field_name].default is None:
+            return None
+        return value
 
     # derived values
     @property

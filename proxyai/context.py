@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any
 
 from proxyai.config import Settings, get_settings
@@ -32,9 +31,21 @@ def make_context(settings: Settings, migrate: bool = True) -> Context:
     return Context(settings, store, Files(settings.uploads, settings.results))
 
 
-@lru_cache(maxsize=1)
+_current: Context | None = None
+
+
 def get_context() -> Context:
-    return make_context(get_settings())
+    """This process's context: the one set by :func:`use_context`, else one from the settings."""
+    global _current
+    if _current is None:
+        _current = make_context(get_settings())
+    return _current
+
+
+def use_context(ctx: Context | None) -> None:
+    """Make ``ctx`` this process's context (the API does, so that eager tasks share its store)."""
+    global _current
+    _current = ctx
 
 
 def pipeline_options(settings: Settings, job: dict[str, Any]) -> PipelineOptions:

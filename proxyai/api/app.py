@@ -18,8 +18,10 @@ from proxyai import __version__
 from proxyai.api.deps import RateLimits
 from proxyai.api.routes import admin, health, jobs, uploads
 from proxyai.config import Settings, get_settings
-from proxyai.context import Context, make_context
+from proxyai.context import Context, make_context, use_context
 from proxyai.observability import HTTP_DURATION, HTTP_REQUESTS, configure_logging, get_logger
+from proxyai.worker.app import celery_app
+from proxyai.worker.app import configure as configure_celery
 
 log = get_logger("proxyai.api")
 
@@ -28,6 +30,8 @@ def create_app(settings: Settings | None = None, context: Context | None = None)
     settings = settings or get_settings()
     configure_logging(settings.log_level)
     ctx = context or make_context(settings)
+    use_context(ctx)
+    configure_celery(celery_app, settings)
     app = FastAPI(
         title="proxyAI",
         version=__version__,

@@ -18,6 +18,7 @@ by ``pad`` on each side (never past a neighbour). Level 2 is the default.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -86,13 +87,26 @@ def speech_probabilities(samples: np.ndarray) -> np.ndarray:
     if len(samples) == 0:
         return np.zeros(0, dtype=np.float32)
     model = get_vad_model()
-    out = []
-    for i in range(0, len(samples), _PIECE):
-        piece = samples[i : i + _PIECE]
+    # Pieces of at most 10 minutes (bounded memory), at least two when there is a minute or more, run
+    # on every core (the model is single-threaded and releases the GIL).
+    workers = max(1, min(os.cpu_count() or 1, 4))
+    size = min(_PIECE, max(WINDOW * 1875, -(-len(samples) // (workers * WINDOW)) * WINDOW))
+
+    def run(i: int) -> np.ndarray:
+        piece = samples[i : i + size]
         if len(piece) % WINDOW:
             piece = np.pad(piece, (0, WINDOW - len(piece) % WINDOW))
         # a copy: the model writes into its input
-        out.append(np.asarray(model(np.array(piece, dtype=np.float32, copy=True))).reshape(-1))
+        return np.asarray(model(np.array(piece, dtype=np.float32, copy=True))).reshape(-1)
+
+    starts = range(0, len(samples), size)
+    if len(starts) == 1 or workers == 1:
+        out = [run(i) for i in starts]
+    else:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(workers) as pool:
+            out = list(pool.map(run, starts))
     return np.concatenate(out).astype(np.float32)
 
 

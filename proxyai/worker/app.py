@@ -18,12 +18,19 @@ GPU_QUEUE = "preprocess_gpu"
 
 
 def make_celery(settings: Settings) -> Celery:
+    app = Celery("proxyai", include=["proxyai.worker.tasks"])
+    configure(app, settings)
+    return app
+
+
+def configure(app: Celery, settings: Settings) -> None:
+    """Apply ``settings`` to ``app`` (again, when a process's settings change, as in tests)."""
     if settings.embedded:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-    app = Celery(
-        "proxyai", broker=settings.broker_url, backend=settings.celery_result_backend, include=["proxyai.worker.tasks"]
-    )
+    old_broker = app.conf.broker_url
     app.conf.update(
+        broker_url=settings.broker_url,
+        result_backend=settings.celery_result_backend,
         task_queues=(Queue(CPU_QUEUE), Queue(GPU_QUEUE)),  # type: ignore[no-untyped-call]
         task_default_queue=CPU_QUEUE,
         task_routes={
@@ -55,10 +62,11 @@ def make_celery(settings: Settings) -> Celery:
         beat_schedule={
             "cleanup-old-files": {"task": "proxyai.cleanup_old_files", "schedule": crontab(hour=3, minute=17)},
         },
+        beat_schedule_filename=str(settings.data_dir / "beat-schedule"),
     )
-    if settings.embedded:
-        app.conf.beat_schedule_filename = str(settings.data_dir / "beat-schedule")
-    return app
+    if old_broker and old_broker != settings.broker_url and app._pool is not None:
+        app._pool.force_close_all()
+        app._pool = None
 
 
 celery_app = make_celery(get_settings())
