@@ -77,7 +77,8 @@ async def create_upload(request: Request, ctx: Ctx, user: CurrentUser) -> Upload
         try:
             info = await run_in_threadpool(probe, tmp)
         except AudioError as exc:
-            raise HTTPException(415, f"not an audio or video file with sound: {str(exc).split(': ', 1)[-1]}") from None
+            reason = str(exc).split(": ", 1)[-1]
+            raise HTTPException(415, f"unsupported media: {reason}; upload audio or video with sound") from None
         correlation_id = request.state.correlation_id
         job = ctx.store.create_job(
             user.id, received.filename or "audio", received.size, info.duration or None, options, correlation_id
