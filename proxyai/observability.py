@@ -7,6 +7,7 @@ machine: ``proxyai serve`` sets it); scaled out, ``proxyai metrics`` exports the
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
@@ -31,11 +32,11 @@ def configure_logging(level: str = "INFO") -> None:
     ]
     structlog.configure(
         processors=[*shared, structlog.processors.format_exc_info, structlog.processors.JSONRenderer()],
-        logger_factory=structlog.PrintLoggerFactory(sys.stdout),
+        logger_factory=structlog.PrintLoggerFactory(_stdout()),
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
         cache_logger_on_first_use=True,
     )
-    handler = logging.StreamHandler(sys.stdout)
+    handler = logging.StreamHandler(_stdout())
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             processor=structlog.processors.JSONRenderer(),
@@ -47,6 +48,16 @@ def configure_logging(level: str = "INFO") -> None:
     root.setLevel(level.upper())
     for noisy in ("faster_whisper", "httpx", "multipart"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _stdout() -> Any:
+    """The process's real stdout, line-buffered (Celery may have replaced ``sys.stdout``)."""
+    out = sys.__stdout__ or sys.stdout
+    reconfigure = getattr(out, "reconfigure", None)
+    if reconfigure is not None:
+        with contextlib.suppress(Exception):
+            reconfigure(line_buffering=True)
+    return out
 
 
 def get_logger(name: str = "proxyai") -> Any:

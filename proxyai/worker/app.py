@@ -57,6 +57,7 @@ def configure(app: Celery, settings: Settings) -> None:
         if settings.embedded
         else {"visibility_timeout": settings.celery_visibility_timeout},
         worker_hijack_root_logger=False,
+        worker_redirect_stdouts=False,
         worker_send_task_events=True,
         task_send_sent_event=True,
         beat_schedule={
