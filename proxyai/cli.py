@@ -52,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     t.add_argument("--device", choices=["auto", "cpu", "cuda"], default=os.environ.get("WHISPER_DEVICE", "auto"))
     t.add_argument("--compute-type", default=os.environ.get("WHISPER_COMPUTE_TYPE", "auto"))
-    t.add_argument("--batch-size", type=_positive, default=8)
+    t.add_argument("--batch-size", type=_positive, help="chunks per batch (default: 8 on a GPU, 4 on a CPU)")
     t.add_argument("--beam-size", type=_positive, default=5)
     t.add_argument("--vad-level", type=int, choices=[0, 1, 2, 3], default=int(os.environ.get("VAD_LEVEL", "2")))
     t.add_argument("--segment-length", type=float, default=float(os.environ.get("SEGMENT_LENGTH_S", "30")))

@@ -63,7 +63,7 @@ class Settings(BaseSettings):
     huggingface_token: SecretStr | None = None
     segment_length_s: float = Field(30.0, ge=1.0, le=30.0)
     vad_level: int = Field(2, ge=0, le=3)
-    batch_size: int = Field(8, ge=1)
+    batch_size: int | None = Field(None, ge=1)  # None: 8 on a GPU, 4 on a CPU
 
     # API
     allowed_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)

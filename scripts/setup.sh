@@ -4,10 +4,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
-[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
-.venv/bin/python -m pip install -q --upgrade pip >/dev/null 2>&1 || true
+LOG=$(mktemp)
+trap 'rm -f "$LOG"' EXIT
+quiet() { "$@" >"$LOG" 2>&1 || { grep -v "^WARNING: Location" "$LOG" >&2; exit 1; }; }
+[ -x .venv/bin/python ] || quiet "$PYTHON" -m venv .venv
+quiet .venv/bin/python -m pip install -q --upgrade pip
 if ! .venv/bin/python -c "import torch" >/dev/null 2>&1; then
-  .venv/bin/python -m pip install -q "torch==2.13.0" 2>&1 | grep -v "^WARNING: Location" || true
+  quiet .venv/bin/python -m pip install -q "torch==2.13.0"
 fi
-.venv/bin/python -m pip install -q -e ".[dev]" 2>&1 | grep -v "^WARNING: Location" || true
-.venv/bin/python -c "import proxyai.pipeline.run, faster_whisper, torch" # fail loudly if the install did not work
+quiet .venv/bin/python -m pip install -q -e ".[dev]"
+.venv/bin/python -c "import proxyai.api.app, faster_whisper, torch"  # fail loudly if the install did not work

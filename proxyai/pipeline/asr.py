@@ -19,7 +19,7 @@ class AsrOptions:
     language: str | None = None  # None: detected
     task: str = "transcribe"
     beam_size: int = 5
-    batch_size: int = 8
+    batch_size: int | None = None  # None: 8 on a GPU, 4 on a CPU (each item's encoder attention is ~70 MB)
     initial_prompt: str | None = None
     hotwords: str | None = None
     temperature: float = 0.0
@@ -29,7 +29,7 @@ class AsrOptions:
     def __post_init__(self) -> None:
         if self.task not in TASKS:
             raise ValueError(f"task must be transcribe or translate, not {self.task!r}")
-        if self.batch_size < 1:
+        if self.batch_size is not None and self.batch_size < 1:
             raise ValueError("batch_size must be at least 1")
         if self.beam_size < 1:
             raise ValueError("beam_size must be at least 1")
@@ -61,6 +61,12 @@ class AsrResult:
     language: str | None
     language_probability: float
     segments: list[Segment]
+
+
+def default_batch_size(model: Any) -> int:
+    """8 chunks per batch on a GPU; 4 on a CPU, where bigger batches are no faster and cost memory."""
+    device = getattr(getattr(model, "model", None), "device", "cpu")
+    return 8 if device == "cuda" else 4
 
 
 def check_language(model: Any, language: str | None) -> None:
@@ -135,7 +141,8 @@ def transcribe_chunks(
 
     # In groups, so that only a group's packed audio and features are in memory at once; the language
     # is detected on the first group and kept for the rest.
-    group = 4 * options.batch_size
+    batch = options.batch_size or default_batch_size(model)
+    group = 8 * batch
     segments: list[Segment] = []
     language, probability = options.language, 1.0
 
@@ -205,7 +212,7 @@ def _batched_pass(
         language=language,
         task=options.task,
         beam_size=options.beam_size,
-        batch_size=options.batch_size,
+        batch_size=options.batch_size or default_batch_size(model),
         word_timestamps=True,
         without_timestamps=False,
         initial_prompt=options.initial_prompt or None,
