@@ -5,13 +5,15 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import structlog
 from fastapi import FastAPI, HTTPException, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import JSONResponse
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from proxyai import __version__
@@ -24,6 +26,7 @@ from proxyai.worker.app import celery_app
 from proxyai.worker.app import configure as configure_celery
 
 log = get_logger("proxyai.api")
+STATIC = Path(__file__).resolve().parent.parent / "static"
 
 
 def create_app(settings: Settings | None = None, context: Context | None = None) -> FastAPI:
@@ -107,6 +110,16 @@ def create_app(settings: Settings | None = None, context: Context | None = None)
 
     for router in (uploads.router, jobs.router, admin.router, health.router):
         app.include_router(router)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.get("/", include_in_schema=False)
+    def page() -> FileResponse:
+        """The demo page (works offline: no CDN, no build step)."""
+        return FileResponse(
+            STATIC / "index.html",
+            headers={"Content-Security-Policy": "default-src 'self'; media-src 'self' blob:; img-src 'self' data:"},
+        )
+
     return app
 
 

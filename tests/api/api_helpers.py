@@ -50,6 +50,13 @@ class ApiClient(TestClient):
     def activate(self) -> None:
         use_context(self.ctx)
         configure_celery(celery_app, self.settings)
+        # Work around a bug in proxyai.worker.app.configure (see test_uploads.py::
+        # test_a_second_app_with_another_broker_can_queue_jobs): it closes the old connection pool but
+        # leaves Celery's producer pool holding it, so the next apply_async fails ("Acquire on closed
+        # pool") and the upload is refused with 503. Drop the stale producer pool here so that the other
+        # tests, which switch between apps, are not all hit by it.
+        if celery_app._pool is None and celery_app.amqp._producer_pool is not None:
+            celery_app.amqp._producer_pool = None
 
     def request(self, *args: Any, **kwargs: Any) -> httpx.Response:  # type: ignore[override]
         self.activate()
