@@ -185,6 +185,7 @@ async function pollStatus() {
     clearInterval(state.poll);
     await loadResult(id);
   }
+  if (s.status === "done" || s.status === "failed") refreshHistory();
 }
 
 function showJobError(text) {

@@ -7,64 +7,24 @@ from __future__ import annotations
 import json
 import os
 import select
-import signal
 import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+from serve_helper import serve
 
 pytestmark = pytest.mark.slow
 
 LIMIT = 2_000_000
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str, Path]]:
-    folder = tmp_path_factory.mktemp("serve")
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("CELERY_", "DATABASE_URL", "PROMETHEUS"))}
-    env.update(
-        DATA_DIR=str(folder / "data"), MAX_FILE_SIZE=str(LIMIT), LOG_LEVEL="INFO", RATE_LIMIT_RESULTS="600/minute"
-    )
-    log = open(folder / "serve.log", "wb")  # noqa: SIM115
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "proxyai.cli", "serve", "--port", str(port)],
-        cwd=folder,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            if httpx.get(f"{base}/health", timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            raise AssertionError("proxyai serve did not start:\n" + (folder / "serve.log").read_text()[-3000:])
-        time.sleep(0.5)
-    key = (folder / "data" / "local-api-key").read_text().strip()
-    yield base, key, folder
-    os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-    log.close()
+    with serve(tmp_path_factory.mktemp("serve"), MAX_FILE_SIZE=str(LIMIT), RATE_LIMIT_RESULTS="600/minute") as running:
+        yield running
 
 
 def test_serve_needs_no_other_server(server: tuple[str, str, Path]) -> None:
