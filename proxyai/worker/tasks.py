@@ -113,51 +113,50 @@ def _throttled(fn: Callable[[float], None], every: float = 1.0) -> Callable[[flo
     return call
 
 
-@celery_app.task(base=JobTask, bind=True, name="proxyai.transcribe_segments")
-def transcribe_segments(self: JobTask, upload_id: str, correlation_id: str | None = None) -> None:
-    """Speech recognition of every voice chunk (the GPU queue)."""
+def _run_part(upload_id: str, part: str, stage: str, compute: Callable[[Prepared, Any], dict[str, Any]]) -> None:
+    """Re-read the job, compute one part and save it atomically (skipped when it is already saved, as
+    when a task runs again), then record it and merge if it was the second."""
     ctx = get_context()
-    if ctx.files.part_path(upload_id, "asr").exists():
-        log.info("recognition already saved")
+    if ctx.files.part_path(upload_id, part).exists():
+        log.info("part already saved", part=part)
     else:
-        if not ctx.store.start_part(upload_id, "transcribing"):
+        if not ctx.store.start_part(upload_id, stage):
             return
         prepared = _prepare(upload_id)
         if prepared is None:
             return
         prep, options = prepared
-        report = _throttled(lambda f: ctx.store.part_progress(upload_id, "asr", f, "transcribing"))
         t0 = time.perf_counter()
-        result = transcribe(prep, options, progress=lambda _stage, f: report(f))
-        WHISPER_SECONDS.observe(time.perf_counter() - t0)
-        part = transcription_to_dict(result)
-        part.update(duration=prep.duration, split=prep.split)
-        ctx.files.write_json(upload_id, "asr", part)
-        log.info("recognition saved", segments=len(result.segments), seconds=round(time.perf_counter() - t0, 2))
-    _finish(upload_id, "asr")
+        data = compute(prep, options)
+        data.update(duration=prep.duration, split=prep.split)
+        ctx.files.write_json(upload_id, part, data)
+        log.info("part saved", part=part, seconds=round(time.perf_counter() - t0, 2))
+    _finish(upload_id, part)
+
+
+@celery_app.task(base=JobTask, bind=True, name="proxyai.transcribe_segments")
+def transcribe_segments(self: JobTask, upload_id: str, correlation_id: str | None = None) -> None:
+    """Speech recognition of every voice chunk (the GPU queue)."""
+    ctx = get_context()
+    report = _throttled(lambda f: ctx.store.part_progress(upload_id, "asr", f, "transcribing"))
+
+    def compute(prep: Prepared, options: Any) -> dict[str, Any]:
+        with WHISPER_SECONDS.time():
+            result = transcribe(prep, options, progress=lambda _stage, f: report(f))
+        return transcription_to_dict(result)
+
+    _run_part(upload_id, "asr", "transcribing", compute)
 
 
 @celery_app.task(base=JobTask, bind=True, name="proxyai.diarize_full")
 def diarize_full(self: JobTask, upload_id: str, correlation_id: str | None = None) -> None:
     """Who speaks when (the CPU queue)."""
-    ctx = get_context()
-    if ctx.files.part_path(upload_id, "diarization").exists():
-        log.info("diarization already saved")
-    else:
-        if not ctx.store.start_part(upload_id, "diarizing"):
-            return
-        prepared = _prepare(upload_id)
-        if prepared is None:
-            return
-        prep, options = prepared
-        t0 = time.perf_counter()
-        turns = diarize(prep, options)
-        DIARIZATION_SECONDS.observe(time.perf_counter() - t0)
-        ctx.files.write_json(
-            upload_id, "diarization", {"turns": turns_to_list(turns), "duration": prep.duration, "split": prep.split}
-        )
-        log.info("diarization saved", turns=len(turns), seconds=round(time.perf_counter() - t0, 2))
-    _finish(upload_id, "diarization")
+
+    def compute(prep: Prepared, options: Any) -> dict[str, Any]:
+        with DIARIZATION_SECONDS.time():
+            return {"turns": turns_to_list(diarize(prep, options))}
+
+    _run_part(upload_id, "diarization", "diarizing", compute)
 
 
 def _finish(upload_id: str, part: str) -> None:
