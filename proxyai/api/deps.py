@@ -75,7 +75,12 @@ class RateLimits:
 
     def check(self, name: str, key: str) -> None:
         item = self.items[name]
-        if not self.strategy.hit(item, "proxyai", name, key):
+        try:
+            allowed = self.strategy.hit(item, "proxyai", name, key)
+        except Exception as exc:  # the counter store (Redis) is down: serve rather than fail
+            structlog.get_logger("proxyai.api").warning("rate limit store unreachable", error=str(exc)[:200])
+            return
+        if not allowed:
             reset = self.strategy.get_window_stats(item, "proxyai", name, key).reset_time
             retry = max(1, math.ceil(reset - time.time()))
             raise HTTPException(

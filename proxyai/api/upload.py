@@ -34,6 +34,7 @@ class _Sink:
         self.name: str | None = None
         self.value = bytearray()
         self.is_file = False
+        self.skip = False
         self.file_seen = False
 
     def on_part_begin(self) -> None:
@@ -56,12 +57,16 @@ class _Sink:
         self.name = params.get(b"name", b"").decode("utf-8", "replace")
         filename = params.get(b"filename")
         self.is_file = self.name == "file" and filename is not None and not self.file_seen
+        # another file part (a wrong field name, a second file) is read past, not kept
+        self.skip = filename is not None and not self.is_file
         if self.is_file and filename is not None:
             self.file_seen = True
             self.out.filename = os.path.basename(filename.decode("utf-8", "replace")) or "audio"
 
     def on_part_data(self, data: bytes, start: int, end: int) -> None:
         chunk = data[start:end]
+        if self.skip:
+            return
         if self.is_file:
             self.out.size += len(chunk)
             if self.out.size > self.limit:
@@ -73,7 +78,7 @@ class _Sink:
                 raise HTTPException(413, f"form field {self.name!r} is too large")
 
     def on_part_end(self) -> None:
-        if not self.is_file and self.name:
+        if not self.is_file and not self.skip and self.name:
             self.out.fields[self.name] = self.value.decode("utf-8", "replace")
 
 

@@ -65,9 +65,11 @@ def configure(app: Celery, settings: Settings) -> None:
         },
         beat_schedule_filename=str(settings.data_dir / "beat-schedule"),
     )
-    if old_broker and old_broker != settings.broker_url and app._pool is not None:
-        app._pool.force_close_all()
-        app._pool = None
+    if old_broker and old_broker != settings.broker_url:
+        if app._pool is not None:
+            app._pool.force_close_all()
+            app._pool = None
+        app.amqp._producer_pool = None  # it holds the old connection pool
 
 
 celery_app = make_celery(get_settings())

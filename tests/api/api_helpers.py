@@ -121,7 +121,6 @@ class DoneJob:
     audio: bytes
     upload_response: httpx.Response
     correlation_id: str
-    seconds: float
 
     @property
     def headers(self) -> dict[str, str]:

@@ -45,9 +45,7 @@ def test_status_of_a_finished_job(done: DoneJob) -> None:
     assert body["duration"] == pytest.approx(seconds, abs=0.05)
 
 
-def test_results_json_holds_transcript_diarization_speakers_and_language(
-    done: DoneJob, shared_audio: Path
-) -> None:
+def test_results_json_holds_transcript_diarization_speakers_and_language(done: DoneJob, shared_audio: Path) -> None:
     response = done.api.get(f"/results/{done.upload_id}", headers=done.headers)
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("application/json")

@@ -6,8 +6,9 @@ import re
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, HTTPException, Query, Response
+from fastapi import APIRouter, Body, Header, HTTPException, Query, Response
 from fastapi.responses import FileResponse, JSONResponse
+from starlette.responses import MalformedRangeHeader, RangeNotSatisfiable
 
 from proxyai.api.deps import Ctx, CurrentUser, OwnedJob, rate_limit
 from proxyai.api.schemas import JobList, Labels, Status
@@ -97,6 +98,8 @@ def set_labels(
     names: Annotated[dict[str, Any], Body(examples=[{"SPEAKER_00": "Diane"}])],
 ) -> Labels:
     """Name speakers; results and every format use the names from then on."""
+    if job.status in ("queued", "processing"):
+        raise HTTPException(409, f"the job is {job.status}: speakers can be named once it is done")
     result = _result(ctx, job)
     known = {s["id"] for s in result.get("speakers", [])}
     clean: dict[str, str] = {}
@@ -115,11 +118,21 @@ def set_labels(
 
 
 @router.get("/audio/{upload_id}", response_class=FileResponse, responses={206: {"description": "a byte range"}})
-def audio(ctx: Ctx, job: OwnedJob) -> FileResponse:
+def audio(ctx: Ctx, job: OwnedJob, range: Annotated[str | None, Header()] = None) -> FileResponse:
     """The uploaded file, with HTTP Range support."""
     path = ctx.files.upload_path(job.id)
     if not path.exists():
         raise HTTPException(410, "the upload is gone")
+    if range is not None:  # refuse bad ranges here, as JSON, rather than in the file response
+        size = path.stat().st_size
+        try:
+            FileResponse._parse_range_header(range, size)
+        except MalformedRangeHeader as exc:
+            raise HTTPException(400, f"bad Range header: {exc.content}") from None
+        except RangeNotSatisfiable:
+            raise HTTPException(
+                416, f"the range is outside the file ({size} bytes)", headers={"Content-Range": f"bytes */{size}"}
+            ) from None
     import mimetypes
 
     media = mimetypes.guess_type(job.filename)[0] or "application/octet-stream"

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+import structlog
 from fastapi import APIRouter, HTTPException, Request
 from starlette.concurrency import run_in_threadpool
 
@@ -91,6 +92,7 @@ async def create_upload(request: Request, ctx: Ctx, user: CurrentUser) -> Upload
     try:
         await run_in_threadpool(enqueue, job.id, correlation_id, job.duration)
     except Exception as exc:  # the broker is down: say so, keep nothing half-done
+        structlog.get_logger("proxyai.api").exception("could not queue the job", upload_id=job.id)
         ctx.store.fail_job(job.id, f"could not queue the job: {exc}")
         raise HTTPException(503, "the job queue is unreachable; try again shortly") from None
     return UploadResponse(upload_id=job.id)

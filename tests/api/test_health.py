@@ -1,0 +1,161 @@
+"""Health, metrics, CORS, the OpenAPI document, and JSON errors."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+import pytest
+from api_helpers import ApiClient, DoneJob, assert_error
+
+from proxyai import __version__
+
+DEAD_REDIS = "redis://127.0.0.1:1/0"  # nothing listens on port 1
+
+
+def test_health_is_ok(api: ApiClient) -> None:
+    response = api.get("/health")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["status"] == "ok"
+    assert body["version"] == __version__
+    assert not body.get("failing")
+
+
+def test_health_is_degraded_when_the_broker_is_down(make_sqlite_api: Callable[..., ApiClient]) -> None:
+    api = make_sqlite_api(celery_broker_url=DEAD_REDIS, rate_limit_storage_url="memory://")
+    response = api.get("/health")
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["status"] == "degraded"
+    assert body["version"] == __version__
+    assert set(body["failing"]) == {"broker"}
+    assert body["failing"]["broker"]
+
+
+def test_health_reports_a_dead_redis_broker_instead_of_failing(make_sqlite_api: Callable[..., ApiClient]) -> None:
+    """With a Redis broker the rate limits are counted in that Redis too (``Settings.limiter_storage``).
+    When it is down, /health must still answer 200 "degraded" naming the broker; a monitor that gets a
+    500 "internal error" cannot tell what is wrong."""
+    api = make_sqlite_api(celery_broker_url=DEAD_REDIS)
+    response = api.get("/health")
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["status"] == "degraded"
+    assert "broker" in body["failing"]
+
+
+def test_metrics(done: DoneJob) -> None:
+    done.api.get(f"/status/{done.upload_id}", headers=done.headers)
+    response = done.api.get("/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    text = response.text
+    for name in (
+        "http_requests_total",
+        "http_request_duration_seconds_bucket",
+        "vad_segmentation_seconds_count",
+        "whisper_transcription_seconds_count",
+        "celery_task_runs_total",
+        "proxyai_queue_depth",
+    ):
+        assert re.search(rf"^{name}[{{ ]", text, re.M), name
+    # requests are counted by route template, not by id
+    assert re.search(r'^http_requests_total\{method="GET",path="/status/\{upload_id\}",status="200"\} \d', text, re.M)
+    assert done.upload_id not in text
+    # the pipeline ran in this process: its stages and tasks are counted
+    runs = re.search(
+        r'^celery_task_runs_total\{outcome="success",task="proxyai.transcribe_segments"\} (\S+)', text, re.M
+    )
+    assert runs and float(runs.group(1)) >= 1
+    assert float(re.search(r"^whisper_transcription_seconds_count (\S+)", text, re.M).group(1)) >= 1  # type: ignore[union-attr]
+    # jobs by status, from this app's database
+    jobs = re.search(r'^proxyai_jobs\{status="done"\} (\S+)', text, re.M)
+    assert jobs and float(jobs.group(1)) >= 1
+    assert re.search(r'^proxyai_queue_depth\{queue="preprocess_cpu"\} \S+', text, re.M)
+
+
+def test_metrics_are_rate_limited(make_sqlite_api: Callable[..., ApiClient]) -> None:
+    api = make_sqlite_api(rate_limit_metrics="1/minute")
+    assert api.get("/metrics").status_code == 200
+    assert_error(api.get("/metrics"), 429)
+
+
+# --- CORS ------------------------------------------------------------------------------------------
+
+
+def test_cors_allows_only_the_configured_origin(make_sqlite_api: Callable[..., ApiClient]) -> None:
+    api = make_sqlite_api(allowed_origins=["https://app.example"])
+    preflight = {"Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "x-api-key"}
+
+    response = api.options("/upload/", headers={"Origin": "https://app.example", **preflight})
+    assert response.status_code == 200
+    assert response.headers["access-control-allow-origin"] == "https://app.example"
+    assert "POST" in response.headers["access-control-allow-methods"]
+    assert "x-api-key" in response.headers["access-control-allow-headers"].lower()
+    response = api.get("/health", headers={"Origin": "https://app.example"})
+    assert response.headers["access-control-allow-origin"] == "https://app.example"
+    assert "x-correlation-id" in response.headers["access-control-expose-headers"].lower()
+
+    for origin in ("https://evil.example", "https://app.example.evil", "http://app.example"):
+        response = api.options("/upload/", headers={"Origin": origin, **preflight})
+        assert "access-control-allow-origin" not in response.headers, origin
+        response = api.get("/health", headers={"Origin": origin})
+        assert response.status_code == 200
+        assert "access-control-allow-origin" not in response.headers, origin
+
+
+def test_cors_from_a_comma_separated_setting(make_sqlite_api: Callable[..., ApiClient]) -> None:
+    api = make_sqlite_api(allowed_origins="https://a.example, https://b.example")
+    for origin in ("https://a.example", "https://b.example"):
+        assert api.get("/health", headers={"Origin": origin}).headers["access-control-allow-origin"] == origin
+
+
+def test_no_cors_headers_without_allowed_origins(sqlite_api: ApiClient) -> None:
+    response = sqlite_api.get("/health", headers={"Origin": "https://app.example"})
+    assert "access-control-allow-origin" not in response.headers
+
+
+# --- OpenAPI ---------------------------------------------------------------------------------------
+
+
+def test_openapi_lists_every_endpoint(sqlite_api: ApiClient) -> None:
+    docs = sqlite_api.get("/docs")
+    assert docs.status_code == 200 and "text/html" in docs.headers["content-type"]
+    spec = sqlite_api.get("/openapi.json").json()
+    assert spec["info"]["version"] == __version__
+    paths = spec["paths"]
+    for path, method in [
+        ("/upload/", "post"),
+        ("/transcribe", "post"),
+        ("/status/{upload_id}", "get"),
+        ("/results/{upload_id}", "get"),
+        ("/results/{upload_id}", "delete"),
+        ("/labels/{upload_id}", "get"),
+        ("/labels/{upload_id}", "post"),
+        ("/jobs", "get"),
+        ("/audio/{upload_id}", "get"),
+        ("/admin/users", "post"),
+        ("/health", "get"),
+        ("/metrics", "get"),
+    ]:
+        assert method in paths.get(path, {}), f"{method.upper()} {path} missing from the OpenAPI document"
+    for code in ("413", "415", "422", "429"):
+        assert code in paths["/upload/"]["post"]["responses"]
+
+
+# --- errors are JSON -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status"),
+    [
+        ("GET", "/no/such/route", 404),
+        ("DELETE", "/health", 405),
+        ("PUT", "/upload/", 405),
+        ("GET", "/jobs", 401),
+        ("POST", "/admin/users", 403),
+    ],
+)
+def test_errors_are_json_with_a_detail(sqlite_api: ApiClient, method: str, path: str, status: int) -> None:
+    assert_error(sqlite_api.request(method, path), status)
