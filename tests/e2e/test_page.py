@@ -93,7 +93,7 @@ def test_a_text_file_is_refused_in_plain_words(page: Any, server: tuple[str, str
 
 
 def test_upload_listen_rename_export(page: Any, server: tuple[str, str, Path], shared_audio: Path) -> None:
-    base, key, _ = server
+    _, key, _ = server
     sign_in(page, key)
     shot(page, "03-signed-in")
     page.set_input_files("#file-input", str(shared_audio / "dialogue_2spk.wav"))
@@ -119,10 +119,9 @@ def test_upload_listen_rename_export(page: Any, server: tuple[str, str, Path], s
     second = segments.nth(1)
     start, end = float(second.get_attribute("data-start")), float(second.get_attribute("data-end"))
     second.get_by_role("button").click()
-    page.wait_for_function(
-        f"(() => {{ const t = document.getElementById('player').currentTime; return t > {start} + 0.2 && t < {end}; }})()",
-        timeout=15_000,
-    )
+    now = "document.getElementById('player').currentTime"
+    inside = f"{now} > {start} + 0.2 && {now} < {end}"
+    page.wait_for_function(inside, timeout=15_000)
     assert "playing" in (second.get_attribute("class") or "")
     shot(page, "06-playing")
     page.wait_for_function(
