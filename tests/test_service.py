@@ -1,0 +1,97 @@
+"""The service's processes from the command line: the Celery exporter, user creation, bad settings."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+
+def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CELERY_", "DATABASE_URL", "PROMETHEUS"))}
+    env.update(DATA_DIR=str(tmp_path / "data"), WARMUP="false", **extra)
+    return env
+
+
+def _cli(tmp_path: Path, *args: str, **extra: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "proxyai.cli", *args],
+        cwd=tmp_path,
+        env=_env(tmp_path, **extra),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_admin_create_user_prints_a_key_that_is_stored_hashed(tmp_path: Path) -> None:
+    done = _cli(tmp_path, "admin", "create-user", "alice")
+    assert done.returncode == 0, done.stderr
+    key = done.stdout.split("api key:")[1].split()[0]
+    from proxyai.config import load_settings
+    from proxyai.context import make_context
+
+    store = make_context(load_settings(data_dir=tmp_path / "data")).store
+    user = store.user_by_key(key)
+    assert user is not None and user.name == "alice"
+    assert key not in (tmp_path / "data" / "proxyai.db").read_bytes().decode("latin-1")
+
+
+@pytest.mark.parametrize(
+    ("key", "value"), [("VAD_LEVEL", "9"), ("MAX_FILE_SIZE", "lots"), ("CELERY_VISIBILITY_TIMEOUT", "-1")]
+)
+def test_a_bad_setting_stops_start_up_naming_the_key(tmp_path: Path, key: str, value: str) -> None:
+    done = _cli(tmp_path, "serve", "--port", "1", **{key: value})
+    assert done.returncode == 2
+    assert done.stderr.startswith("proxyai: error: invalid setting") and key in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_celery_exporter_serves_queue_lengths_and_workers(tmp_path: Path, redis_base: str) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    broker = f"{redis_base}/12"
+    import redis
+
+    redis.Redis.from_url(broker).flushdb()
+    from kombu import Connection
+
+    # a message waiting in the CPU queue
+    with Connection(broker) as conn:
+        queue = conn.SimpleQueue("preprocess_cpu")
+        queue.put({"hello": "world"})
+        queue.close()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "proxyai.cli", "metrics", "--port", str(port)],
+        cwd=tmp_path,
+        env=_env(tmp_path, CELERY_BROKER_URL=broker),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        text = ""
+        while time.monotonic() < deadline:
+            try:
+                text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
+                if 'celery_queue_length{queue="preprocess_cpu"} 1.0' in text:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.5)
+        assert 'celery_queue_length{queue="preprocess_cpu"} 1.0' in text, text[-2000:]
+        assert 'celery_queue_length{queue="preprocess_gpu"} 0.0' in text
+        assert "celery_workers_up 0.0" in text
+        assert "celery_task_runtime_seconds" in text
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=10)
