@@ -7,10 +7,12 @@ machine: ``proxyai serve`` sets it); scaled out, ``proxyai metrics`` exports the
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import logging
 import os
 import sys
+from collections.abc import MutableMapping
 from typing import Any
 
 import structlog
@@ -40,7 +42,7 @@ def configure_logging(level: str = "INFO") -> None:
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             processor=structlog.processors.JSONRenderer(),
-            foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name],
+            foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name, _celery_job_ids],
         )
     )
     root = logging.getLogger()
@@ -48,6 +50,28 @@ def configure_logging(level: str = "INFO") -> None:
     root.setLevel(level.upper())
     for noisy in ("faster_whisper", "httpx", "multipart"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _celery_job_ids(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """Celery's own lines about a task (received, succeeded, failed) carry its arguments: our tasks take
+    ``(upload_id, correlation_id)``, so those lines get the job's ids too."""
+    record = event.get("_record")
+    context = getattr(record, "data", None) or (
+        record.args if record is not None and isinstance(record.args, dict) else None
+    )
+    if not isinstance(context, dict) or "upload_id" in event:
+        return event
+    args = context.get("args")
+    if isinstance(args, str):
+        with contextlib.suppress(ValueError, SyntaxError):
+            args = ast.literal_eval(args)
+    if isinstance(args, (list, tuple)) and args and isinstance(args[0], str):
+        event["upload_id"] = args[0]
+        if len(args) > 1 and isinstance(args[1], str):
+            event["correlation_id"] = args[1]
+    if context.get("id"):
+        event.setdefault("task_id", context["id"])
+    return event
 
 
 def _stdout() -> Any:

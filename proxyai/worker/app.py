@@ -4,12 +4,15 @@ crash-safe settings, the daily clean-up, and model warm-up when a worker process
 from __future__ import annotations
 
 import os
+import tempfile
+import time
+from pathlib import Path
 from typing import Any
 
-from celery import Celery
+from celery import Celery, bootsteps
 from celery.schedules import crontab
-from celery.signals import worker_process_init, worker_ready
-from kombu.entity import Queue
+from celery.signals import setup_logging, worker_init, worker_process_init
+from kombu.entity import Exchange, Queue
 
 from proxyai.config import Settings, get_settings
 
@@ -31,7 +34,10 @@ def configure(app: Celery, settings: Settings) -> None:
     app.conf.update(
         broker_url=settings.broker_url,
         result_backend=settings.celery_result_backend,
-        task_queues=(Queue(CPU_QUEUE), Queue(GPU_QUEUE)),  # type: ignore[no-untyped-call]
+        task_queues=(
+            Queue(CPU_QUEUE, Exchange(CPU_QUEUE), routing_key=CPU_QUEUE),  # type: ignore[no-untyped-call]
+            Queue(GPU_QUEUE, Exchange(GPU_QUEUE), routing_key=GPU_QUEUE),  # type: ignore[no-untyped-call]
+        ),
         task_default_queue=CPU_QUEUE,
         task_routes={
             "proxyai.diarize_full": {"queue": CPU_QUEUE},
@@ -53,9 +59,14 @@ def configure(app: Celery, settings: Settings) -> None:
         broker_connection_retry_on_startup=True,
         # Redis: how long a message a worker took stays invisible before it is handed out again (a
         # worker killed mid-job). The SQLAlchemy transport hands every option to create_engine: none.
-        broker_transport_options={}
-        if settings.embedded
-        else {"visibility_timeout": settings.celery_visibility_timeout},
+        # unacked_restore_throttle: look for such messages every few seconds, not every 100.
+        broker_transport_options=(
+            {}
+            if settings.embedded
+            else {"visibility_timeout": settings.celery_visibility_timeout, "unacked_restore_throttle": 1}
+        ),
+        # a pool process that warms its models up takes longer than Celery's default 4 s to report
+        worker_proc_alive_timeout=300,
         worker_hijack_root_logger=False,
         worker_redirect_stdouts=False,
         worker_send_task_events=True,
@@ -66,26 +77,59 @@ def configure(app: Celery, settings: Settings) -> None:
         beat_schedule_filename=str(settings.data_dir / "beat-schedule"),
     )
     if old_broker and old_broker != settings.broker_url:
-        if app._pool is not None:
-            app._pool.force_close_all()
-            app._pool = None
-        app.amqp._producer_pool = None  # it holds the old connection pool
+        from kombu import pools
+
+        pools.reset()  # type: ignore[no-untyped-call]  # kombu keeps pools per URL; a closed one stays
+        app._pool = None
+        app.amqp._producer_pool = None
 
 
 celery_app = make_celery(get_settings())
 
 
-@worker_process_init.connect
-def _warm_up_child(**_: Any) -> None:
-    """Prefork: each child process loads its models (after the fork: no thread pools are copied)."""
-    _warm_up()
+@setup_logging.connect
+def _logging(**_: Any) -> None:
+    """JSON lines from the worker's main process too (instead of Celery's own format)."""
+    from proxyai.observability import configure_logging
+
+    configure_logging(get_settings().log_level)
 
 
-@worker_ready.connect
-def _warm_up_main(**_: Any) -> None:
-    """Threads or solo pool: the one worker process loads the models, shared by its threads."""
+@worker_init.connect
+def _warm_up_main(sender: Any = None, **_: Any) -> None:
+    """Threads or solo pool: the one worker process loads the models, shared by its threads, before it
+    consumes anything. Prefork: the children warm up (after the fork: no thread pools are copied);
+    :class:`WaitForWarmPool` holds the consumer until they have."""
     if os.environ.get("PROXYAI_WORKER_POOL", "prefork") != "prefork":
         _warm_up()
+    else:
+        os.environ["PROXYAI_WARM_DIR"] = tempfile.mkdtemp(prefix="proxyai-warm-")
+
+
+@worker_process_init.connect
+def _warm_up_child(**_: Any) -> None:
+    _warm_up()
+    folder = os.environ.get("PROXYAI_WARM_DIR")
+    if folder and os.path.isdir(folder):
+        Path(folder, str(os.getpid())).touch()
+
+
+class WaitForWarmPool(bootsteps.StartStopStep):  # type: ignore[misc]
+    """Start consuming only once every pool process has warmed its models up, so that a worker that
+    answers a ping takes its first task at full speed."""
+
+    requires = ("celery.worker.components:Pool",)
+
+    def start(self, worker: Any) -> None:
+        folder = os.environ.get("PROXYAI_WARM_DIR")
+        if not folder or not get_settings().warmup:
+            return
+        deadline = time.monotonic() + 300
+        while len(os.listdir(folder)) < int(worker.concurrency or 1) and time.monotonic() < deadline:
+            time.sleep(0.2)
+
+
+celery_app.steps["worker"].add(WaitForWarmPool)
 
 
 def _warm_up() -> None:

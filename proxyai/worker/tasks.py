@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import structlog
 from celery import Task
-from celery.exceptions import SoftTimeLimitExceeded
+from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
 from sqlalchemy.exc import OperationalError
 
 from proxyai.context import get_context, pipeline_options, worker_queues
@@ -79,7 +79,7 @@ class JobTask(Task):  # type: ignore[misc]
 
 
 def failure_message(exc: BaseException) -> str:
-    if isinstance(exc, SoftTimeLimitExceeded):
+    if isinstance(exc, (SoftTimeLimitExceeded, TimeLimitExceeded)):
         return "processing took longer than the time limit; raise TASK_TIME_LIMIT or split the recording"
     if isinstance(exc, AudioError):
         return f"the file cannot be decoded as audio: {exc}"

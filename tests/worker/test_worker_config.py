@@ -1,0 +1,134 @@
+"""Time limits that grow with the audio, the messages ``enqueue`` sends, the beat schedule."""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from celery.schedules import crontab
+from worker_helpers import forget_broker_connections, make_api, make_settings
+
+
+def test_time_limits_grow_with_the_duration(tmp_path: Path) -> None:
+    from proxyai.context import time_limits
+
+    settings = make_settings(tmp_path, broker=None, task_time_limit=600, task_soft_time_limit=550)
+    assert time_limits(settings, None) == (550, 600)
+    assert time_limits(settings, 0.0) == (550, 600)
+
+    soft, hard = time_limits(settings, 3600.0)
+    assert hard > 3600 and hard >= 600 + 1.5 * 3600
+    assert 3600 < soft < hard
+
+    previous = (0, 0)
+    for duration in (1, 30, 60, 600, 1800, 3600, 4 * 3600):
+        soft, hard = time_limits(settings, float(duration))
+        assert soft < hard
+        assert hard > 1.5 * duration  # a slow CPU transcribes at about real time, plus decoding
+        assert soft >= previous[0] and hard >= previous[1]
+        previous = (soft, hard)
+
+
+def test_time_limits_keep_soft_below_hard(tmp_path: Path) -> None:
+    from proxyai.context import time_limits
+
+    settings = make_settings(tmp_path, broker=None, task_time_limit=60, task_soft_time_limit=300)
+    for duration in (None, 10.0, 1000.0):
+        soft, hard = time_limits(settings, duration)
+        assert 0 < soft < hard
+
+
+def _messages(redis_db: Any, queue: str) -> list[dict[str, Any]]:
+    out = []
+    for raw in redis_db.lrange(queue, 0, -1):
+        envelope = json.loads(raw)
+        body = json.loads(base64.b64decode(envelope["body"]))
+        out.append({"headers": envelope["headers"], "body": body})
+    return out
+
+
+def test_enqueue_sends_both_parts_with_the_time_limits_and_the_correlation_id(tmp_path: Path, redis_db: Any) -> None:
+    from proxyai.context import time_limits
+    from proxyai.worker.tasks import enqueue
+
+    settings = make_settings(tmp_path / "data")
+    api = make_api(settings)
+    job = api.ctx.store.create_job(None, "a.wav", 10, 3600.0, {}, "cid-enqueue")
+    redis_db.delete("preprocess_cpu", "preprocess_gpu")
+    try:
+        enqueue(job.id, "cid-enqueue", 3600.0)
+        soft, hard = time_limits(settings, 3600.0)
+        cpu, gpu = _messages(redis_db, "preprocess_cpu"), _messages(redis_db, "preprocess_gpu")
+    finally:
+        redis_db.delete("preprocess_cpu", "preprocess_gpu")
+    assert [m["headers"]["task"] for m in cpu] == ["proxyai.diarize_full"]
+    assert [m["headers"]["task"] for m in gpu] == ["proxyai.transcribe_segments"]
+    for message in cpu + gpu:
+        headers = message["headers"]
+        assert headers["timelimit"] == [hard, soft]
+        assert headers["correlation_id"] == "cid-enqueue"
+        args, kwargs, _ = message["body"]
+        assert args == [job.id, "cid-enqueue"] and kwargs == {}
+
+
+def test_beat_schedule_runs_the_cleanup_daily(tmp_path: Path) -> None:
+    from proxyai.worker.app import celery_app
+    from proxyai.worker.tasks import cleanup_old_files
+
+    make_api(make_settings(tmp_path / "data", broker=None))
+    schedule = celery_app.conf.beat_schedule
+    entries = [e for e in schedule.values() if e["task"] == cleanup_old_files.name]
+    assert len(entries) == 1, schedule
+    when = entries[0]["schedule"]
+    assert isinstance(when, crontab)
+    # once a day: one hour, one minute, every day of the week and month
+    assert len(when.hour) == 1 and len(when.minute) == 1
+    assert len(when.day_of_week) == 7 and len(when.day_of_month) == 31 and len(when.month_of_year) == 12
+    assert celery_app.conf.task_routes[cleanup_old_files.name]["queue"] == "preprocess_cpu"
+    assert cleanup_old_files.name in celery_app.tasks
+
+
+@pytest.mark.parametrize("embedded", [True, False])
+def test_crash_safe_settings(tmp_path: Path, embedded: bool) -> None:
+    """Late acknowledgement and redelivery of a lost worker's task, one message at a time; the Redis
+    visibility timeout from the settings."""
+    from proxyai.worker.app import celery_app
+
+    broker = None if embedded else "redis://127.0.0.1:6379/13"
+    make_api(make_settings(tmp_path / "data", broker=broker, celery_visibility_timeout=42))
+    conf = celery_app.conf
+    assert conf.task_acks_late and conf.task_reject_on_worker_lost
+    assert conf.worker_prefetch_multiplier == 1
+    # the SQLAlchemy transport passes its options to create_engine: it gets none
+    expected = {} if embedded else {"visibility_timeout": 42, "unacked_restore_throttle": 1}
+    assert conf.broker_transport_options == expected
+
+
+def test_switching_the_broker_back_and_forth_publishes_to_the_current_one(tmp_path: Path, redis_db: Any) -> None:
+    """``create_app(settings)`` points the process's Celery app at the settings' broker, also when an
+    earlier ``create_app`` used another one (tests do: Redis, then the embedded broker, then Redis)."""
+    from proxyai.worker.tasks import enqueue
+
+    redis_settings = make_settings(tmp_path / "redis")
+    api = make_api(redis_settings)  # from a clean state: fresh pools
+    redis_db.delete("preprocess_cpu", "preprocess_gpu")
+    try:
+        job = api.ctx.store.create_job(None, "a.wav", 10, 1.0, {}, "cid-1")
+        enqueue(job.id, "cid-1", 1.0)
+        assert redis_db.llen("preprocess_gpu") == 1
+
+        embedded = make_api(make_settings(tmp_path / "embedded", broker=None), fresh_connections=False)
+        job = embedded.ctx.store.create_job(None, "b.wav", 10, 1.0, {}, "cid-2")
+        enqueue(job.id, "cid-2", 1.0)
+        assert redis_db.llen("preprocess_gpu") == 1, "a task for the embedded broker went to Redis"
+
+        api = make_api(redis_settings, fresh_connections=False)
+        job = api.ctx.store.create_job(None, "c.wav", 10, 1.0, {}, "cid-3")
+        enqueue(job.id, "cid-3", 1.0)
+        assert redis_db.llen("preprocess_gpu") == 2
+    finally:
+        redis_db.delete("preprocess_cpu", "preprocess_gpu")
+        forget_broker_connections()

@@ -1,0 +1,188 @@
+"""Workers that die or run out of time: the job survives a SIGKILL of its worker and is merged once; a
+worker survives the death of its pool process; a part over its time limit fails the job."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from worker_helpers import (
+    BOTH_QUEUES,
+    Worker,
+    concat_wav,
+    make_api,
+    make_settings,
+    migrate,
+    saved,
+)
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        # pid (comm) state ppid …; comm may hold spaces
+        fields = stat.rsplit(")", 1)[1].split()
+        if int(fields[1]) == pid:
+            out.append(int(entry.name))
+    return out
+
+
+@pytest.fixture(scope="module")
+def long_wav(tmp_path_factory: pytest.TempPathFactory, shared_audio: Path) -> Path:
+    """About 2.5 minutes of speech: four reference recordings one after the other."""
+    target = tmp_path_factory.mktemp("audio") / "long_call.wav"
+    seconds = concat_wav(
+        [shared_audio / n for n in ("dialogue_2spk.wav", "meeting_4spk.wav", "phone_2spk.wav", "ru_support_call.wav")],
+        target,
+    )
+    assert 140 < seconds < 160
+    return target
+
+
+def test_job_survives_sigkill_of_its_worker_and_is_merged_once(
+    tmp_path: Path, redis_db: Any, workers: Any, long_wav: Path
+) -> None:
+    data = tmp_path / "data"
+    settings = make_settings(data, celery_visibility_timeout=10)
+    migrate(settings)
+    api = make_api(settings)
+    from proxyai.worker.app import celery_app
+
+    first: Worker = workers(data, BOTH_QUEUES, "first", celery_visibility_timeout=10)
+    first.wait_ping(celery_app, timeout=60)
+    first.wait_event("models warm", timeout=90)
+
+    upload_id, correlation_id = api.upload(long_wav)
+    # recognition under way (diarization comes first on a worker with one pool process)
+    deadline = time.monotonic() + 120
+    while True:
+        status = api.status(upload_id)
+        assert status["status"] != "done", f"the job finished before the worker could be killed: {status}"
+        if status["status"] == "processing" and status["stage"] == "transcribing":
+            break
+        assert time.monotonic() < deadline, f"recognition did not start: {status}\n{first.tail()}"
+        time.sleep(0.2)
+    time.sleep(3)
+    status = api.status(upload_id)
+    assert status["status"] == "processing", status
+
+    first.kill(signal.SIGKILL)  # the main process and its pool children
+    assert first.proc.wait(timeout=10) == -signal.SIGKILL
+    time.sleep(1)
+    status = api.status(upload_id)
+    assert status["status"] == "processing", status
+    assert not (settings.results / upload_id / "result.json").exists()
+    assert not first.events("job done", upload_id=upload_id)
+
+    # the message stays invisible for CELERY_VISIBILITY_TIMEOUT after it was handed out; a worker that
+    # starts after that restores it at once (later, Redis's restore sweep runs only every ~100 s)
+    (received,) = first.received("transcribe_segments")
+    while time.time() < received + 11:
+        assert api.status(upload_id)["status"] == "processing"
+        time.sleep(0.5)
+    second: Worker = workers(data, BOTH_QUEUES, "second", celery_visibility_timeout=10)
+    final = api.wait_finished(upload_id, timeout=240)
+    assert final["status"] == "done", f"{final}\n{second.tail()}"
+    assert final["progress"] == 100 and final["error"] is None
+
+    # written once: one result file, no temporary files left behind
+    folder = settings.results / upload_id
+    assert sorted(p.name for p in folder.iterdir()) == ["asr.json", "diarization.json", "result.json"]
+    result = api.client.get(f"/results/{upload_id}", headers=api.headers)
+    assert result.status_code == 200, result.text
+    assert len(result.json()["speakers"]) >= 2
+    assert result.json()["duration"] == pytest.approx(final["duration"], abs=0.5)
+
+    # the new worker redid recognition and merged, once; every line of it carries the job's ids
+    second.wait_for(lambda: "succeeded" in second.text(), 20, "task succeeded line")
+    time.sleep(2)  # a redelivered copy (visibility timeout 10 s) may still run: it must not merge again
+    merges = first.events("job done", upload_id=upload_id) + second.events("job done", upload_id=upload_id)
+    assert len(merges) == 1, merges
+    assert merges[0]["correlation_id"] == correlation_id
+    assert saved(second, "asr", upload_id=upload_id, correlation_id=correlation_id)
+    assert sorted(p.name for p in folder.iterdir()) == ["asr.json", "diarization.json", "result.json"]
+    assert api.status(upload_id)["status"] == "done"
+
+
+def test_worker_recovers_when_its_pool_process_dies(
+    tmp_path: Path, redis_db: Any, workers: Any, dialogue_wav: Path
+) -> None:
+    """A pool process killed (the OOM killer, a hard time limit) is replaced by Celery; the replacement
+    warms its models before it says it is up, and Celery must not kill it for taking too long."""
+    data = tmp_path / "data"
+    settings = make_settings(data)
+    migrate(settings)
+    api = make_api(settings)
+    from proxyai.worker.app import celery_app
+
+    worker: Worker = workers(data, BOTH_QUEUES, "pool")
+    worker.wait_ping(celery_app, timeout=60)
+    warm = worker.wait_event("models warm", timeout=90)
+    (child,) = _children(worker.proc.pid)
+    os.kill(child, signal.SIGKILL)
+
+    timed_out = "Timed out waiting for UP message"
+    worker.wait_for(
+        lambda: len(worker.events("models warm")) >= 2 or timed_out in worker.text(),
+        60,
+        "the replacement pool process to warm up",
+    )
+    assert timed_out not in worker.text(), (
+        "Celery killed the replacement pool process because its warm-up took longer than "
+        "worker_proc_alive_timeout:\n" + worker.tail(20)
+    )
+
+    upload_id, _ = api.upload(dialogue_wav)
+    final = api.wait_finished(upload_id, timeout=90)
+    assert final["status"] == "done", f"{final}\n{worker.tail()}"
+
+    # Celery kills a new pool process that has not reported for duty after worker_proc_alive_timeout;
+    # the warm-up runs before that report, so the limit must leave it ample room
+    alive_timeout = celery_app.conf.worker_proc_alive_timeout
+    assert alive_timeout >= 2 * warm["seconds"], (
+        f"worker_proc_alive_timeout is {alive_timeout} s, the warm-up of a pool process took {warm['seconds']} s"
+    )
+
+
+def test_a_job_over_its_time_limit_fails_with_a_message(
+    tmp_path: Path, redis_db: Any, workers: Any, long_wav: Path
+) -> None:
+    """``enqueue`` gives each part the limits for the job's duration, the worker enforces them: a part
+    that runs past its soft limit fails the job with a message that says what to do."""
+    from proxyai.context import time_limits
+    from proxyai.worker.tasks import enqueue
+
+    data = tmp_path / "data"
+    limits = {"task_time_limit": 10, "task_soft_time_limit": 5}
+    settings = make_settings(data, **limits)
+    migrate(settings)
+    api = make_api(settings)
+    from proxyai.worker.app import celery_app
+
+    worker: Worker = workers(data, BOTH_QUEUES, "limits", **limits)
+    worker.wait_ping(celery_app, timeout=60)
+    worker.wait_event("models warm", timeout=90)
+    # 2.5 minutes of audio on a job that says it is 1 s long: limits of (6 s, 11 s), too short for it
+    assert time_limits(settings, 1.0) == (6, 11)
+    user = api.ctx.store.user_by_key(api.key)
+    assert user is not None
+    job = api.ctx.store.create_job(user.id, "long_call.wav", long_wav.stat().st_size, 1.0, {}, "cid-limit")
+    api.ctx.files.upload_path(job.id).write_bytes(long_wav.read_bytes())
+    enqueue(job.id, "cid-limit", 1.0)
+
+    final = api.wait_finished(job.id, timeout=90)
+    assert final["status"] == "failed", f"{final}\n{worker.tail()}"
+    assert "time limit" in final["error"] and "TASK_TIME_LIMIT" in final["error"], final["error"]
+    assert "Soft time limit (6s) exceeded" in worker.text()
+    assert not api.ctx.files.part_path(job.id, "result").exists()
+    assert worker.alive()
