@@ -10,8 +10,6 @@ upload returns once its job is done. The finished job of ``dialogue_2spk.wav`` i
 
 from __future__ import annotations
 
-import contextlib
-import socket
 import subprocess
 import time
 import uuid
@@ -97,27 +95,10 @@ def database(request: pytest.FixtureRequest) -> Database:
 # --- Redis -----------------------------------------------------------------------------------------
 
 
-def _port_open(port: int) -> bool:
-    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
-        return True
-    return False
-
-
 @pytest.fixture(scope="session")
-def redis_server() -> str:
-    """Redis at 127.0.0.1:6379 (started without persistence when it is down); returns its base URL."""
-    if not _port_open(REDIS_PORT):
-        subprocess.run(
-            ["redis-server", "--daemonize", "yes", "--port", str(REDIS_PORT), "--save", "", "--appendonly", "no"],
-            check=False,
-            capture_output=True,
-        )
-        deadline = time.monotonic() + 15
-        while not _port_open(REDIS_PORT):
-            if time.monotonic() > deadline:
-                pytest.fail(f"Redis at 127.0.0.1:{REDIS_PORT} is not reachable and could not be started")
-            time.sleep(0.2)
-    return f"redis://127.0.0.1:{REDIS_PORT}"
+def redis_server(redis_base: str) -> str:
+    """Redis at 127.0.0.1:6379 (see ``redis_base`` in tests/conftest.py); its URL without a database."""
+    return redis_base
 
 
 # --- the API ---------------------------------------------------------------------------------------
