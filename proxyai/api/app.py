@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import time
-import uuid
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-import structlog
-from fastapi import FastAPI, HTTPException, Request, Response
+from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, JSONResponse
@@ -18,10 +14,11 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from proxyai import __version__
 from proxyai.api.deps import RateLimits
+from proxyai.api.middleware import RequestContext
 from proxyai.api.routes import admin, health, jobs, uploads
 from proxyai.config import Settings, get_settings
 from proxyai.context import Context, make_context, use_context
-from proxyai.observability import HTTP_DURATION, HTTP_REQUESTS, configure_logging, get_logger
+from proxyai.observability import configure_logging, get_logger
 from proxyai.worker.app import celery_app
 from proxyai.worker.app import configure as configure_celery
 
@@ -59,38 +56,7 @@ def create_app(settings: Settings | None = None, context: Context | None = None)
             expose_headers=["X-Correlation-ID", "Retry-After", "Content-Disposition"],
         )
 
-    @app.middleware("http")
-    async def correlate(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        correlation_id = request.headers.get("x-correlation-id") or uuid.uuid4().hex
-        correlation_id = correlation_id.strip()[:64] or uuid.uuid4().hex
-        request.state.correlation_id = correlation_id
-        structlog.contextvars.clear_contextvars()
-        structlog.contextvars.bind_contextvars(correlation_id=correlation_id)
-        upload_id = request.path_params.get("upload_id") if hasattr(request, "path_params") else None
-        if upload_id:
-            structlog.contextvars.bind_contextvars(upload_id=upload_id)
-        start = time.perf_counter()
-        try:
-            response = await call_next(request)
-        except Exception:
-            log.exception("unhandled error", path=request.url.path)
-            response = JSONResponse({"detail": "internal error"}, status_code=500)
-        elapsed = time.perf_counter() - start
-        route = request.scope.get("route")
-        path = getattr(route, "path", "unmatched")
-        HTTP_REQUESTS.labels(request.method, path, str(response.status_code)).inc()
-        HTTP_DURATION.labels(request.method, path).observe(elapsed)
-        response.headers["X-Correlation-ID"] = correlation_id
-        upload = getattr(request.state, "upload_id", None) or request.scope.get("path_params", {}).get("upload_id")
-        log.info(
-            "request",
-            method=request.method,
-            path=request.url.path,
-            status=response.status_code,
-            ms=round(elapsed * 1000, 1),
-            **({"upload_id": upload} if upload else {}),
-        )
-        return response
+    app.add_middleware(RequestContext)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:

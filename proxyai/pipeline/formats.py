@@ -6,7 +6,6 @@ at render time, so renaming never rewrites a stored result.
 
 from __future__ import annotations
 
-import copy
 import json
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -38,9 +37,11 @@ def _clock(seconds: float, sep: str) -> str:
 
 
 def apply_names(result: Mapping[str, Any], names: Names) -> dict[str, Any]:
-    """A copy of ``result`` whose ``speakers[].label`` carry the names (ids stay as they are)."""
-    out = copy.deepcopy(dict(result))
-    out["speakers"] = [{"id": s["id"], "label": _name(s["id"], names)} for s in out.get("speakers", [])]
+    """A copy of ``result`` whose ``speakers[].label`` carry the names (ids stay as they are).
+
+    Shallow: only the speaker list is new, the rest is shared with ``result`` (do not mutate it)."""
+    out = dict(result)
+    out["speakers"] = [{"id": s["id"], "label": _name(s["id"], names)} for s in result.get("speakers", [])]
     return out
 
 

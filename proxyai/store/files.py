@@ -6,8 +6,15 @@ import json
 import os
 import shutil
 import tempfile
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
+
+
+@lru_cache(maxsize=64)
+def _parsed(path: str, version: tuple[int, int, int]) -> Any:
+    with open(path, encoding="utf-8") as fh:
+        return json.load(fh)
 
 
 class Files:
@@ -52,11 +59,14 @@ class Files:
             raise
 
     def read_json(self, job_id: str, part: str) -> Any | None:
+        """A part as saved, parsed once per version of the file (results are read far more often than
+        written: the parsed copy is shared, never to be mutated)."""
         path = self.part_path(job_id, part)
-        if not path.exists():
+        try:
+            stat = path.stat()
+        except FileNotFoundError:
             return None
-        with open(path, encoding="utf-8") as fh:
-            return json.load(fh)
+        return _parsed(str(path), (stat.st_mtime_ns, stat.st_size, stat.st_ino))
 
     def delete(self, job_id: str) -> None:
         self.upload_path(job_id).unlink(missing_ok=True)

@@ -21,7 +21,7 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 @router.get("/status/{upload_id}", response_model=Status, responses={404: {"description": "unknown upload"}})
-def status(job: OwnedJob) -> Status:
+async def status(job: OwnedJob) -> Status:
     return Status.of(job)
 
 
