@@ -14,6 +14,7 @@ import subprocess
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -104,34 +105,35 @@ def redis_server(redis_base: str) -> str:
 # --- the API ---------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def make_api(database: Database, tmp_path: Path) -> Iterator[Callable[..., ApiClient]]:
-    """Factory: an API on this test's database (SQLite fresh per app; the session's PostgreSQL database)."""
+@contextmanager
+def _api_factory(folder: Path, database_url: str | None) -> Iterator[Callable[..., ApiClient]]:
+    """Make APIs on ``database_url`` (None: a fresh SQLite each), closing them all at the end."""
     made: list[ApiClient] = []
 
     def make(**overrides: Any) -> ApiClient:
-        client = build_api(tmp_path / f"data{len(made)}", database.url, **overrides)
+        client = build_api(folder / f"data{len(made)}", database_url, **overrides)
         made.append(client)
         return client
 
-    yield make
-    for client in made:
-        close_api(client)
+    try:
+        yield make
+    finally:
+        for client in made:
+            close_api(client)
+
+
+@pytest.fixture
+def make_api(database: Database, tmp_path: Path) -> Iterator[Callable[..., ApiClient]]:
+    """Factory: an API on this test's database (SQLite fresh per app; the session's PostgreSQL database)."""
+    with _api_factory(tmp_path, database.url) as make:
+        yield make
 
 
 @pytest.fixture
 def make_sqlite_api(tmp_path: Path) -> Iterator[Callable[..., ApiClient]]:
     """Factory: an API on a fresh SQLite database (for checks that need not run per database)."""
-    made: list[ApiClient] = []
-
-    def make(**overrides: Any) -> ApiClient:
-        client = build_api(tmp_path / f"data{len(made)}", None, **overrides)
-        made.append(client)
-        return client
-
-    yield make
-    for client in made:
-        close_api(client)
+    with _api_factory(tmp_path, None) as make:
+        yield make
 
 
 @pytest.fixture
