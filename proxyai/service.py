@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -114,28 +115,38 @@ def serve(settings: Settings, host: str, port: int) -> int:
         env=os.environ.copy(),
     )
 
-    def stop(*_: Any) -> None:
-        if worker.poll() is None:
-            worker.terminate()
+    lock = threading.Lock()
+    stopping = threading.Event()
 
-    def watch() -> None:  # a worker that dies is restarted; jobs it held are redelivered
+    def stop(*_: Any) -> None:
+        with lock:
+            stopping.set()
+            if worker.poll() is None:
+                worker.terminate()
+
+    def watch() -> None:
+        """A worker that crashed is restarted (the jobs it held are redelivered); one that was asked to
+        stop (exit 0, SIGTERM, SIGINT: the whole service is stopping) is not."""
         nonlocal worker
+        delay = 1.0
         while True:
             code = worker.wait()
-            if stopping.is_set():
+            if code in (0, -signal.SIGTERM, -signal.SIGINT):
                 return
-            print(f"proxyai: the worker exited ({code}); restarting it", file=sys.stderr, flush=True)
-            time.sleep(1)
-            worker = subprocess.Popen(worker.args, env=os.environ.copy())
+            time.sleep(delay)
+            delay = min(delay * 2, 30.0)  # a worker that cannot start is retried ever more slowly
+            with lock:
+                if stopping.is_set():
+                    return
+                print(f"proxyai: the worker exited ({code}); restarting it", file=sys.stderr, flush=True)
+                worker = subprocess.Popen(worker.args, env=os.environ.copy())
 
-    stopping = threading.Event()
     threading.Thread(target=watch, daemon=True).start()
     try:  # uvicorn returns on SIGINT and SIGTERM
         run_api(settings, host, port, workers=1)
     except KeyboardInterrupt:
         pass
     finally:
-        stopping.set()
         stop()
         try:
             worker.wait(timeout=20)

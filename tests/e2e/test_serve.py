@@ -154,3 +154,47 @@ def test_streamed_body_is_cut_off_at_the_limit(server: tuple[str, str, Path]) ->
     assert sent < total / 4, f"the client sent {sent} bytes before the answer"
     leftovers = [p for p in (folder / "data" / "uploads").iterdir() if p.stat().st_size > LIMIT]
     assert not leftovers
+
+
+def _processes_with(marker: str) -> set[int]:
+    """Processes whose environment holds ``marker`` (this test's data folder)."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if marker.encode() in (entry / "environ").read_bytes():
+                    found.add(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+def test_a_crashed_worker_is_restarted_and_stopping_leaves_no_process(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    import signal
+
+    folder = tmp_path_factory.mktemp("lifecycle")
+    marker = f"DATA_DIR={folder / 'data'}"
+    with serve(folder, WARMUP="false") as (base, _, _):
+        deadline = time.monotonic() + 30
+        while len(_processes_with(marker)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        server_pids = _processes_with(marker)
+        workers = {p for p in server_pids if b"worker" in Path(f"/proc/{p}/cmdline").read_bytes()}
+        assert len(workers) == 1
+        (old,) = workers
+        os.kill(old, signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        new: set[int] = set()
+        while not new and time.monotonic() < deadline:
+            time.sleep(0.5)
+            alive = _processes_with(marker)
+            new = {p for p in alive if p != old and b"worker" in Path(f"/proc/{p}/cmdline").read_bytes()}
+        assert new, (folder / "serve.log").read_text()[-2000:]
+        assert "restarting it" in (folder / "serve.log").read_text()
+        assert httpx.get(f"{base}/health").json()["status"] == "ok"
+    deadline = time.monotonic() + 30
+    while _processes_with(marker) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not _processes_with(marker), "processes of the service outlived it"
