@@ -236,6 +236,5 @@ def warm_up() -> None:
         model = models.whisper(options.model, options.device, options.compute_type)
         transcribe_chunks(model, samples, [Chunk((Region(0.0, 2.0),))], AsrOptions(language="en"))
     if CPU_QUEUE in queues:
-        models.encoder(options.encoder, options.diarization.device)
         models.encoder(options.encoder, options.diarization.device).embed(np.zeros((1, 150, 40), np.float32))
     log.info("models warm", queues=queues, seconds=round(time.perf_counter() - t0, 2))
