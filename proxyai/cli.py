@@ -41,6 +41,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="Whisper model: base (bundled, default), tiny.en (bundled), a hub name or a local directory",
     )
     t.add_argument("--diarization", choices=["embedded", "pyannote", "none"], default="embedded")
+    t.add_argument(
+        "--encoder",
+        default=os.environ.get("SPEAKER_ENCODER") or "campplus",
+        help="speaker encoder: campplus (default), ecapa or ge2e (all bundled), a checkpoint or a hub repo",
+    )
+    t.add_argument(
+        "--clustering",
+        choices=["ahc", "spectral"],
+        default=os.environ.get("CLUSTERING") or "ahc",
+        help="how speakers are counted and grouped (default: ahc)",
+    )
     t.add_argument("--num-speakers", type=_positive)
     t.add_argument("--min-speakers", type=_positive)
     t.add_argument("--max-speakers", type=_positive)
@@ -128,6 +139,7 @@ class _Bar:
 def transcribe(args: argparse.Namespace) -> int:
     from proxyai.pipeline.asr import AsrOptions
     from proxyai.pipeline.audio import probe
+    from proxyai.pipeline.cluster import ClusterOptions
     from proxyai.pipeline.diarize import DiarizationOptions
     from proxyai.pipeline.formats import render
     from proxyai.pipeline.run import PipelineOptions, run
@@ -146,6 +158,7 @@ def transcribe(args: argparse.Namespace) -> int:
         model=args.model,
         device=args.device,
         compute_type=args.compute_type,
+        encoder=args.encoder,
         vad_level=args.vad_level,
         segment_length=args.segment_length,
         channels=args.channels,
@@ -165,6 +178,7 @@ def transcribe(args: argparse.Namespace) -> int:
             min_speakers=args.min_speakers,
             max_speakers=args.max_speakers,
             device="cpu" if args.device == "cpu" else "auto",
+            cluster=ClusterOptions(method=args.clustering),
         ),
     )
     bar = _Bar(enabled=not args.quiet and info.duration > 60)

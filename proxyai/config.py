@@ -59,6 +59,8 @@ class Settings(BaseSettings):
     whisper_model_path: str = "base"
     whisper_device: Literal["auto", "cpu", "cuda"] = "auto"
     whisper_compute_type: str = "auto"
+    speaker_encoder: str = "campplus"
+    clustering: Literal["ahc", "spectral"] = "ahc"
     pyannote_protocol: str | None = None
     huggingface_token: SecretStr | None = None
     segment_length_s: float = Field(30.0, ge=1.0, le=30.0)

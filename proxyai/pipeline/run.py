@@ -140,8 +140,9 @@ def transcribe(
     return Transcription(result.language, result.language_probability, segments)
 
 
-def diarize(prep: Prepared, options: PipelineOptions, manager: ModelManager = models) -> list[Turn]:
-    """Who speaks when, by the configured backend (by channel for a split stereo call)."""
+def diarize(prep: Prepared, options: PipelineOptions, manager: ModelManager = models, threads: int = 0) -> list[Turn]:
+    """Who speaks when, by the configured backend (by channel for a split stereo call). ``threads``:
+    CPU threads for the speaker encoder (0: every core, for diarization on its own)."""
     dopts = options.diarization
     if dopts.backend == "none":
         return []
@@ -155,8 +156,8 @@ def diarize(prep: Prepared, options: PipelineOptions, manager: ModelManager = mo
             lambda: load_pipeline(options.pyannote_protocol, options.huggingface_token, dopts.device),
         )
         return diarize_pyannote(pipeline, prep.mono, dopts)
-    encoder = manager.encoder(options.encoder, dopts.device)
-    return diarize_embedded(prep.tracks[0], prep.speech[0], encoder.embed, dopts)
+    encoder = manager.encoder(options.encoder, dopts.device, threads or os.cpu_count() or 1)
+    return diarize_embedded(prep.tracks[0], prep.speech[0], encoder, dopts)
 
 
 def merge(
@@ -239,7 +240,8 @@ def run(
 
     pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="proxyai")
     try:
-        diar = pool.submit(timed, "diarization", lambda: diarize(prep, options, manager))
+        # one encoder thread: recognition, beside it, uses every core
+        diar = pool.submit(timed, "diarization", lambda: diarize(prep, options, manager, threads=1))
         asr = pool.submit(timed, "asr", lambda: transcribe(prep, options, manager, progress))
         transcription = asr.result()
         turns = diar.result()

@@ -7,17 +7,18 @@ encoder was trained with), so the heavy librosa import is never needed.
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
 import numpy as np
 
 from proxyai.pipeline.audio import SAMPLE_RATE
+from proxyai.pipeline.encoders.base import check_state
 
 N_FFT = 400  # 25 ms
 HOP = 160  # 10 ms
 N_MELS = 40
+SAME_SPEAKER = 0.75  # chosen on the tuning half of the development set (bench/diarization.py)
 FRAMES_PER_SECOND = SAMPLE_RATE // HOP
 
 
@@ -83,14 +84,12 @@ def normalize_volume(wav: np.ndarray, target_dbfs: float = -30.0) -> np.ndarray:
     return louder
 
 
-@dataclass
-class EncoderInfo:
-    path: str
-    device: str
+class Ge2eEncoder:
+    """The GE2E LSTM; ``embed`` maps ``(n, samples)`` 16 kHz windows to ``(n, 256)`` unit vectors."""
 
-
-class SpeakerEncoder:
-    """The GE2E LSTM; ``embed`` takes a batch of mel windows and returns L2-normalised embeddings."""
+    name = "ge2e"
+    dim = 256
+    same_speaker = SAME_SPEAKER
 
     def __init__(self, weights_path: str, device: str = "cpu", threads: int = 1) -> None:
         import torch
@@ -114,21 +113,24 @@ class SpeakerEncoder:
 
         checkpoint = torch.load(weights_path, map_location="cpu", weights_only=False)
         state = checkpoint.get("model_state", checkpoint) if isinstance(checkpoint, dict) else checkpoint
+        # the GE2E loss's two scalars are training state, not part of the encoder
+        state = {k: v for k, v in state.items() if k not in ("similarity_weight", "similarity_bias")}
         net = _Net()
-        net.load_state_dict(state, strict=False)
+        check_state({k: tuple(v.shape) for k, v in net.state_dict().items()}, state, weights_path)
+        net.load_state_dict(state, strict=True)
         net.eval()
         self._torch = torch
         self.device = device
         self.net = net.to(device)
-        self.info = EncoderInfo(path=weights_path, device=device)
+        self.path = weights_path
         self._lock = threading.Lock()
 
     def embed(self, windows: np.ndarray, batch_size: int = 64) -> np.ndarray:
-        """``windows``: ``(n, frames, 40)`` mel windows of one length. Returns ``(n, 256)``."""
         torch = self._torch
+        mels = np.stack([mel_spectrogram(normalize_volume(w)) for w in windows]) if len(windows) else windows
         out = np.zeros((len(windows), 256), dtype=np.float32)
-        with torch.inference_mode():
+        with self._lock, torch.inference_mode():
             for i in range(0, len(windows), batch_size):
-                batch = torch.from_numpy(np.ascontiguousarray(windows[i : i + batch_size])).to(self.device)
+                batch = torch.from_numpy(np.ascontiguousarray(mels[i : i + batch_size])).to(self.device)
                 out[i : i + batch_size] = self.net(batch).float().cpu().numpy()
         return out

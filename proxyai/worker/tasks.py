@@ -3,6 +3,7 @@ part finishes second merges; running any task twice gives the same single result
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from typing import Any
@@ -154,7 +155,7 @@ def diarize_full(self: JobTask, upload_id: str, correlation_id: str | None = Non
 
     def compute(prep: Prepared, options: Any) -> dict[str, Any]:
         with DIARIZATION_SECONDS.time():
-            return {"turns": turns_to_list(diarize(prep, options))}
+            return {"turns": turns_to_list(diarize(prep, options, threads=diarization_threads()))}
 
     _run_part(upload_id, "diarization", "diarizing", compute)
 
@@ -225,6 +226,11 @@ def enqueue(upload_id: str, correlation_id: str | None, duration: float | None) 
         task.apply_async((upload_id, correlation_id), headers=headers, soft_time_limit=soft, time_limit=hard)
 
 
+def diarization_threads() -> int:
+    """Cores for one diarization: this machine's, shared by the CPU queue's worker processes."""
+    return max(1, (os.cpu_count() or 1) // get_context().settings.cpu_concurrency)
+
+
 def warm_up() -> None:
     """Load this worker's models once and run them on 2 s of audio."""
     ctx = get_context()
@@ -236,5 +242,6 @@ def warm_up() -> None:
         model = models.whisper(options.model, options.device, options.compute_type)
         transcribe_chunks(model, samples, [Chunk((Region(0.0, 2.0),))], AsrOptions(language="en"))
     if CPU_QUEUE in queues:
-        models.encoder(options.encoder, options.diarization.device).embed(np.zeros((1, 150, 40), np.float32))
+        encoder = models.encoder(options.encoder, options.diarization.device, diarization_threads())
+        encoder.embed(np.zeros((1, 24000), np.float32))
     log.info("models warm", queues=queues, seconds=round(time.perf_counter() - t0, 2))

@@ -151,35 +151,66 @@ def test_embed_windows_spans_and_batches() -> None:
     regions = [Region(0.5, 5.0), Region(6.0, 6.8), Region(7.0, 7.05), Region(8.0, 12.0)]
     seen: list[tuple[int, ...]] = []
 
-    def embed(mels: np.ndarray) -> np.ndarray:
-        seen.append(mels.shape)
-        return np.log(mels.mean(axis=1) + 1e-9).astype(np.float32)
+    def embed(batch: np.ndarray) -> np.ndarray:
+        seen.append(batch.shape)
+        return np.stack([batch.mean(axis=1), batch.std(axis=1)], axis=1).astype(np.float32)
 
     windows = embed_windows(samples, regions, embed, window_s=1.5, hop_s=0.5)
-    assert all(shape[1:] == (150, 40) for shape in seen)
+    assert all(shape[1:] == (int(1.5 * SAMPLE_RATE),) for shape in seen)
     assert len(windows.starts) == len(windows.ends) == len(windows.embeddings)
 
-    # a region of m mel frames (one per 10 ms, plus one) holds 1 + ceil((m - 150) / 50) windows; one shorter
-    # than a window is embedded whole; one under 10 frames (7.0–7.05 s) is skipped
+    # a region of s seconds holds 1 + ceil((s - 1.5) / 0.5) windows; one shorter than a window is one
+    # window of its own; one under 0.1 s (7.0–7.05 s) is skipped
     def count(seconds: float) -> int:
-        return 1 + int(np.ceil((round(seconds * 100) + 1 - 150) / 50))
+        return 1 + int(np.ceil((seconds - 1.5) / 0.5 - 1e-9))
 
     assert len(windows.starts) == count(4.5) + 1 + count(4.0)
     assert not any(7.0 <= s < 7.05 for s in windows.starts)
     for s, e in zip(windows.starts, windows.ends, strict=True):
         assert e > s
-        assert any(r.start - 1e-6 <= s and e <= r.end + 0.011 for r in regions)
+        assert any(r.start - 1e-6 <= s and e <= r.end + 1e-6 for r in regions)
     assert (windows.starts[1:] >= windows.starts[:-1]).all()
-    # windows inside a region are hop_s apart; the last one reaches the region's end
+    # windows inside a region are hop_s apart; the last one ends at the region's end
     assert windows.starts[1] - windows.starts[0] == pytest.approx(0.5)
-    assert windows.ends[count(4.5) - 1] == pytest.approx(5.0, abs=0.011)
-    # the short region is one window spanning the region itself
+    assert windows.ends[count(4.5) - 1] == pytest.approx(5.0)
+    # the short region is one window spanning the region itself, its audio repeated to 1.5 s
     i = int(np.nonzero(windows.starts == 6.0)[0][0])
     assert windows.ends[i] == 6.8
+    piece = samples[6 * SAMPLE_RATE : int(6.8 * SAMPLE_RATE)]
+    assert windows.embeddings[i, 1] == pytest.approx(np.resize(piece, int(1.5 * SAMPLE_RATE)).std(), rel=1e-5)
+
+
+def test_embed_windows_carries_the_audio_of_each_window() -> None:
+    samples = np.arange(SAMPLE_RATE * 4, dtype=np.float32) / SAMPLE_RATE  # the value is the time
+    windows = embed_windows(samples, [Region(0.0, 4.0)], lambda b: b[:, [0, -1]], window_s=1.5, hop_s=0.5)
+    np.testing.assert_allclose(windows.embeddings[:, 0], windows.starts, atol=1e-3)
+    np.testing.assert_allclose(windows.embeddings[:, 1], windows.ends, atol=1e-3)
+
+
+def test_embed_windows_uses_span_embedding_when_offered() -> None:
+    class Spans:
+        same_speaker = 0.5
+
+        def __init__(self) -> None:
+            self.calls: list[list[tuple[float, float]]] = []
+
+        def embed(self, windows: np.ndarray) -> np.ndarray:
+            raise AssertionError("windows embedded one by one")
+
+        def embed_spans(self, samples: np.ndarray, spans: list[tuple[float, float]]) -> np.ndarray:
+            self.calls.append(spans)
+            return np.array([[s, e] for s, e in spans], dtype=np.float32)
+
+    encoder = Spans()
+    windows = embed_windows(np.zeros(SAMPLE_RATE * 4, np.float32), [Region(0.0, 4.0)], encoder)  # type: ignore[arg-type]
+    assert encoder.calls and len(encoder.calls[0]) == len(windows.starts)
+    np.testing.assert_allclose(windows.embeddings[:, 0], windows.starts)
+    with pytest.raises(AssertionError, match="one by one"):
+        embed_windows(np.zeros(SAMPLE_RATE * 4, np.float32), [Region(0.0, 4.0)], encoder, frame_pooling=False)  # type: ignore[arg-type]
 
 
 def test_embed_windows_no_regions() -> None:
-    windows = embed_windows(np.zeros(SAMPLE_RATE, dtype=np.float32), [], lambda m: m.mean(axis=1))
+    windows = embed_windows(np.zeros(SAMPLE_RATE, dtype=np.float32), [], lambda m: m[:, :2])
     assert len(windows.starts) == 0
     assert windows.embeddings.shape[0] == 0
 
@@ -303,14 +334,11 @@ def test_cluster_options_carry_counts() -> None:
     assert defaults.max_speakers == ClusterOptions().max_speakers
 
 
-def test_cluster_options_keep_every_threshold() -> None:
-    base = ClusterOptions(
-        same_speaker=0.8, same_centred=0.45, single_change=0.6, min_speaker_s=3.0, initial_distance=0.25
-    )
+def test_cluster_options_keep_every_setting() -> None:
+    base = ClusterOptions(method="spectral", threshold=0.6, min_speaker_s=3.0, switch_penalty=0.2)
     cluster = DiarizationOptions(cluster=base, max_speakers=4).cluster_options()
-    assert cluster.same_speaker == 0.8
-    assert cluster.same_centred == 0.45
-    assert cluster.single_change == 0.6
+    assert cluster.method == "spectral"
+    assert cluster.threshold == 0.6
     assert cluster.min_speaker_s == 3.0
-    assert cluster.initial_distance == 0.25
+    assert cluster.switch_penalty == 0.2
     assert cluster.max_speakers == 4

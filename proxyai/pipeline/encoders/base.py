@@ -1,0 +1,52 @@
+"""What every speaker encoder offers: raw 16 kHz windows in, L2-normalised embeddings out."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import numpy as np
+
+
+class EncoderError(RuntimeError):
+    """A speaker encoder's weights are missing, incomplete or of another model."""
+
+
+class Encoder(Protocol):
+    """A speaker encoder. ``embed`` takes ``(n, samples)`` float32 windows of one length at 16 kHz
+    and returns ``(n, dim)`` float32 embeddings of unit length (cosine similarity is a dot product)."""
+
+    name: str
+    dim: int
+    same_speaker: float  # calibrated clustering threshold: centroid cosine at or above which one voice
+
+    def embed(self, windows: np.ndarray) -> np.ndarray: ...
+
+
+class SpanEncoder(Encoder, Protocol):
+    """An encoder that can also embed windows given as spans (seconds) of one recording, sharing the
+    frame-level work of overlapping windows."""
+
+    def embed_spans(self, samples: np.ndarray, spans: list[tuple[float, float]]) -> np.ndarray: ...
+
+
+def unit(x: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length (zero rows stay zero)."""
+    norm = np.linalg.norm(x, axis=-1, keepdims=True)
+    return np.asarray(x / np.maximum(norm, 1e-8), dtype=np.float32)
+
+
+def check_state(expected: dict[str, tuple[int, ...]], state: dict[str, object], what: str) -> None:
+    """Refuse a checkpoint that is not exactly the network's weights: every tensor present, no extra
+    one, every shape equal. The message names what is wrong (first few keys) and the file."""
+    missing = sorted(set(expected) - set(state))
+    extra = sorted(set(state) - set(expected))
+    wrong = sorted(k for k in set(expected) & set(state) if tuple(getattr(state[k], "shape", ())) != tuple(expected[k]))
+    problems = []
+    if missing:
+        problems.append(f"{len(missing)} missing ({', '.join(missing[:3])}{', …' if len(missing) > 3 else ''})")
+    if extra:
+        problems.append(f"{len(extra)} unexpected ({', '.join(extra[:3])}{', …' if len(extra) > 3 else ''})")
+    if wrong:
+        problems.append(f"{len(wrong)} of another shape ({', '.join(wrong[:3])}{', …' if len(wrong) > 3 else ''})")
+    if problems:
+        raise EncoderError(f"{what}: the checkpoint does not match the network: weights " + "; ".join(problems))

