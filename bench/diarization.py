@@ -189,10 +189,13 @@ def main() -> None:
     print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|")
     sweeps: list[str] = []
     for encoder in args.encoders.split(","):
-        embedded = {i.name: embeddings(i, encoder, devset, base) for i in items}
+        name, _, mode = encoder.partition("/")
+        dopts = dataclasses.replace(base, frame_pooling=mode != "windows")
+        embedded = {i.name: embeddings(i, name, devset, dopts) for i in items}
         for method in args.methods.split(","):
-            default = ClusterOptions(method=method, threshold=tuned_threshold(encoder))
-            options = dataclasses.replace(base, cluster=default)
+            algorithm, _, linkage = method.partition("-")
+            default = ClusterOptions(method=algorithm, linkage=linkage or "cosine", threshold=tuned_threshold(name))
+            options = dataclasses.replace(dopts, cluster=default)
             rows = {i.name: score(i, embedded[i.name][0], options, spans[i.name]) for i in items}
             for i in items:
                 rows[i.name]["embed_s"] = embedded[i.name][1]
@@ -200,11 +203,11 @@ def main() -> None:
                 part = [i for i in items if i.half == half]
                 print(f"| {encoder} | {method} | {half} | {summary([rows[i.name] for i in part], part)} |")
             if args.sweep:
-                sweeps += sweep(items, embedded, options, spans, encoder, method)
+                sweeps += sweep(items, embedded, options, encoder, method)
     if sweeps:
-        print("\nSensitivity (tuning half | check half): median DER ±0.25 s, p90 DER, exact count\n")
-        print("| encoder | clustering | threshold | switch penalty | tune | check |")
-        print("|---|---|---:|---:|---|---|")
+        print("\nSensitivity (one parameter at a time): median DER ±0.25 s / p90 DER / exact count\n")
+        print("| encoder | clustering | setting | tuning half | check half |")
+        print("|---|---|---|---|---|")
         print("\n".join(sweeps))
 
 
@@ -212,24 +215,27 @@ def sweep(
     items: list[Item],
     embedded: dict[str, tuple[Windows, float]],
     options: DiarizationOptions,
-    spans: dict[str, list[tuple[float, float]]],
     encoder: str,
     method: str,
 ) -> list[str]:
+    """The tuning and check halves over a grid of each parameter, the others at their defaults."""
+    c = options.cluster
+    grid: list[tuple[str, ClusterOptions]] = [
+        (f"threshold {t:.2f}", dataclasses.replace(c, threshold=float(t))) for t in np.arange(0.2, 0.81, 0.05)
+    ]
+    grid += [(f"switch penalty {p}", dataclasses.replace(c, switch_penalty=p)) for p in (0.0, 0.05, 0.1, 0.2, 0.4)]
+    grid += [(f"min speaker {m} s", dataclasses.replace(c, min_speaker_s=m)) for m in (1.0, 2.0, 3.0, 4.0)]
     lines = []
-    centre = options.cluster.threshold or 0.5
-    for threshold in np.round(centre + np.arange(-0.15, 0.151, 0.05), 2):
-        for penalty in (0.0, 0.1, 0.3):
-            c = dataclasses.replace(options.cluster, threshold=float(threshold), switch_penalty=penalty)
-            o = dataclasses.replace(options, cluster=c)
-            cells = []
-            for half in ("tune", "check"):
-                part = [i for i in items if i.half == half]
-                rows = [score(i, embedded[i.name][0], o, None) for i in part]
-                d = np.array([r["der"] for r in rows]) * 100
-                exact = np.mean([r["exact"] for r in rows]) * 100
-                cells.append(f"{np.median(d):.1f} % / {np.percentile(d, 90):.1f} % / {exact:.0f} %")
-            lines.append(f"| {encoder} | {method} | {threshold:.2f} | {penalty} | {cells[0]} | {cells[1]} |")
+    for label, cluster_options in grid:
+        o = dataclasses.replace(options, cluster=cluster_options)
+        cells = []
+        for half in ("tune", "check"):
+            part = [i for i in items if i.half == half]
+            rows = [score(i, embedded[i.name][0], o, None) for i in part]
+            d = np.array([r["der"] for r in rows]) * 100
+            exact = np.mean([r["exact"] for r in rows]) * 100
+            cells.append(f"{np.median(d):.1f} % / {np.percentile(d, 90):.1f} % / {exact:.0f} %")
+        lines.append(f"| {encoder} | {method} | {label} | {cells[0]} | {cells[1]} |")
     return lines
 
 

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 
 METHODS = ("ahc", "spectral")
+LINKAGES = ("cosine", "mean")
 MAX_EXACT = 2000  # windows clustered exactly; beyond, a sample is and the rest join its clusters
 DEFAULT_THRESHOLD = 0.4  # for embeddings of an encoder with no calibrated threshold
 SPECTRAL_EXACT = 600
@@ -37,6 +38,7 @@ SPECTRAL_MAX_K = 20  # eigengaps looked at  # the same for spectral clustering (
 @dataclass(frozen=True)
 class ClusterOptions:
     method: str = "ahc"
+    linkage: str = "cosine"  # how alike two clusters are: "cosine" of centroids or "mean" (see linkage_similarity)
     threshold: float | None = None  # centroid cosine at or above which two clusters are one voice (None: the encoder's)
     min_speaker_s: float = 2.0  # less speech than this (windows × hop) is not a speaker
     switch_penalty: float = 0.1  # resegmentation: cost of a change of speaker between windows
@@ -47,6 +49,8 @@ class ClusterOptions:
     def __post_init__(self) -> None:
         if self.method not in METHODS:
             raise ValueError(f"clustering must be one of {', '.join(METHODS)}, not {self.method!r}")
+        if self.linkage not in LINKAGES:
+            raise ValueError(f"linkage must be one of {', '.join(LINKAGES)}, not {self.linkage!r}")
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
@@ -84,16 +88,33 @@ def _over_cluster(emb: np.ndarray, max_clusters: int = 80) -> np.ndarray:
     return np.asarray(labels, dtype=np.int64)
 
 
-def merge_until(emb: np.ndarray, labels: np.ndarray, threshold: float, lo: int, hi: int) -> np.ndarray:
-    """Merge the pair of clusters with the most alike centroids while they are at least ``threshold``
-    alike (or while there are more than ``hi``), never below ``lo`` clusters."""
+def linkage_similarity(sums: np.ndarray, counts: np.ndarray, linkage: str = "cosine") -> np.ndarray:
+    """Pairwise similarity of clusters given their embedding sums and sizes.
+
+    ``cosine``: of the unit-length centroids. ``mean``: ``1 - |m_a - m_b|² / 2`` of the plain means of
+    unit embeddings, i.e. how alike the two clusters' windows are across, less how alike they are within
+    (equal to ``cosine`` for tight clusters; unmoved by what every window of a recording shares, such
+    as a telephone channel)."""
+    if linkage == "cosine":
+        cent = _unit(sums.astype(np.float32))
+        return np.asarray(cent @ cent.T, dtype=np.float64)
+    means = sums / np.maximum(counts, 1)[:, None]
+    sq = np.sum(means**2, axis=1)
+    return np.asarray(1.0 - (sq[:, None] + sq[None, :] - 2 * means @ means.T) / 2, dtype=np.float64)
+
+
+def merge_until(
+    emb: np.ndarray, labels: np.ndarray, threshold: float, lo: int, hi: int, linkage: str = "cosine"
+) -> np.ndarray:
+    """Merge the pair of clusters that are most alike (:func:`linkage_similarity`) while they are at
+    least ``threshold`` alike (or while there are more than ``hi``), never below ``lo`` clusters."""
     labels, k = relabel(labels)
     sums = np.zeros((k, emb.shape[1]), dtype=np.float64)
     np.add.at(sums, labels, emb)
+    counts = np.bincount(labels, minlength=k).astype(np.float64)
     alive = list(range(k))
     while len(alive) > lo:
-        cent = _unit(sums[alive].astype(np.float32))
-        sim = cent @ cent.T
+        sim = linkage_similarity(sums[alive], counts[alive], linkage)
         np.fill_diagonal(sim, -np.inf)
         flat = int(np.argmax(sim))
         a, b = divmod(flat, len(alive))
@@ -101,6 +122,7 @@ def merge_until(emb: np.ndarray, labels: np.ndarray, threshold: float, lo: int, 
             break
         keep, gone = alive[a], alive[b]
         sums[keep] += sums[gone]
+        counts[keep] += counts[gone]
         labels[labels == gone] = keep
         alive.remove(gone)
     return relabel(labels)[0]
@@ -214,7 +236,7 @@ def cluster(
         k = int(labels.max()) + 1
         labels = np.argmax(emb @ centroids(part, labels, k).T, axis=1)
     min_windows = max(1, round(options.min_speaker_s / hop_s))
-    labels = merge_until(emb, labels, threshold, lo, hi)
+    labels = merge_until(emb, labels, threshold, lo, hi, options.linkage)
     labels = _absorb_small(emb, labels, min_windows, lo)
     if int(labels.max()) + 1 < lo:
         labels = _split_to(emb, lo)

@@ -287,7 +287,7 @@ def test_manager_bad_model(tmp_path: Path) -> None:
         ModelManager().whisper(str(tmp_path), device="cpu")
 
 
-@pytest.mark.parametrize(("name", "cls"), [("ge2e", "Ge2eEncoder"), ("campplus", "CamPlusPlusEncoder")])
+@pytest.mark.parametrize(("name", "cls"), [("ge2e", "Ge2eEncoder"), ("campplus", "CamPlusPlusOnnxEncoder")])
 def test_manager_encoder_once(name: str, cls: str) -> None:
     manager = ModelManager()
     encoder = manager.encoder(name, device="cpu")

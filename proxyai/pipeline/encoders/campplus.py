@@ -15,6 +15,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import threading
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -259,16 +260,18 @@ def onnx_trunk(weights: str, cache: Path) -> Path:
     cache.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f"{target.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     try:
-        torch.onnx.export(
-            Trunk().eval(),
-            (torch.zeros(1, 200, 80),),
-            str(tmp),
-            input_names=["feats"],
-            output_names=["frames"],
-            dynamic_axes={"feats": {0: "batch", 1: "time"}, "frames": {0: "batch", 2: "frames"}},
-            opset_version=17,
-            dynamo=False,
-        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notices
+            torch.onnx.export(
+                Trunk().eval(),
+                (torch.zeros(1, 200, 80),),
+                str(tmp),
+                input_names=["feats"],
+                output_names=["frames"],
+                dynamic_axes={"feats": {0: "batch", 1: "time"}, "frames": {0: "batch", 2: "frames"}},
+                opset_version=17,
+                dynamo=False,
+            )
         os.replace(tmp, target)
     except Exception as exc:
         first_line = str(exc).splitlines()[0] if str(exc) else ""

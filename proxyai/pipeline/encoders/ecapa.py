@@ -239,11 +239,12 @@ def load_network(path: str) -> Any:
         raise EncoderError(f"{path}: not a readable ECAPA-TDNN checkpoint ({type(exc).__name__}: {exc})") from None
     if not isinstance(state, dict):
         raise EncoderError(f"{path}: not an ECAPA-TDNN state dict")
-    net = build_network()
+    with torch.device("meta"):  # no storage and no random initialisation: every tensor comes from the file
+        net = build_network()
     expected = {k: tuple(v.shape) for k, v in net.state_dict().items()}
     check_state(expected, state, path)
-    net.load_state_dict(state, strict=True)
-    return net.eval()
+    net.load_state_dict(state, strict=True, assign=True)
+    return net.float().eval()
 
 
 def _check_windows(windows: np.ndarray) -> None:

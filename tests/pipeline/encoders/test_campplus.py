@@ -11,7 +11,15 @@ import pytest
 
 from proxyai.pipeline.audio import SAMPLE_RATE, decode
 from proxyai.pipeline.encoders.base import EncoderError
-from proxyai.pipeline.encoders.campplus import DIM, CamPlusPlusEncoder, load_network, pieces, weights_path
+from proxyai.pipeline.encoders.campplus import (
+    DIM,
+    CamPlusPlusEncoder,
+    CamPlusPlusOnnxEncoder,
+    load_network,
+    onnx_trunk,
+    pieces,
+    weights_path,
+)
 from proxyai.pipeline.scoring import read_rttm
 
 torch = pytest.importorskip("torch")
@@ -123,3 +131,36 @@ def test_pieces_chain_overlapping_windows() -> None:
     assert parts[0][0] == 0 and parts[-1][1] == 100
     assert all(long[b - 1][1] - long[a][0] <= 20.0 for a, b in parts)
     assert all(b1 == a2 for (_, b1), (a2, _) in itertools.pairwise(parts))
+
+
+# --- ONNX ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def onnx_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("onnx")
+
+
+def test_onnx_equals_torch(encoder: CamPlusPlusEncoder, dialogue: tuple, onnx_cache: Path) -> None:
+    samples, spans, _ = dialogue
+    onnx = CamPlusPlusOnnxEncoder(cache=onnx_cache)
+    windows = cut(samples, spans)
+    assert float(np.min(np.sum(onnx.embed(windows) * encoder.embed(windows), axis=1))) > 0.9999
+    pooled = onnx.embed_spans(samples, spans)
+    assert float(np.min(np.sum(pooled * encoder.embed_spans(samples, spans), axis=1))) > 0.9999
+
+
+def test_onnx_export_is_cached_by_weights(onnx_cache: Path) -> None:
+    first = onnx_trunk(weights_path(), onnx_cache)
+    stamp = first.stat().st_mtime_ns
+    assert onnx_trunk(weights_path(), onnx_cache) == first
+    assert first.stat().st_mtime_ns == stamp
+    assert not list(onnx_cache.glob("*.tmp"))
+
+
+def test_onnx_threads_give_the_same_embeddings(dialogue: tuple, onnx_cache: Path) -> None:
+    samples, spans, _ = dialogue
+    one = CamPlusPlusOnnxEncoder(cache=onnx_cache, threads=1).embed_spans(samples, spans)
+    two = CamPlusPlusOnnxEncoder(cache=onnx_cache, threads=2).embed_spans(samples, spans)
+    np.testing.assert_allclose(one, two, atol=1e-5)
+    assert CamPlusPlusOnnxEncoder(cache=onnx_cache).embed_spans(samples, []).shape == (0, DIM)
