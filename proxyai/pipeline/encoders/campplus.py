@@ -32,7 +32,7 @@ SAME_SPEAKER = 0.4  # chosen on the tuning half of the development set (bench/di
 BLOCKS = ((12, 1), (24, 2), (16, 2))  # (layers, dilation) of the three dense blocks; kernel 3
 GROWTH = 32
 SEGMENT = 100  # frames of the context-aware mask's local pooling
-ONNX_VERSION = 1  # bump when the exported graph changes
+ONNX_VERSION = 2  # bump when the exported graph changes
 MAX_PIECE_S = 30.0  # the longest stretch of audio run through the network at once
 
 
@@ -108,11 +108,12 @@ def build_network() -> Any:
             self.linear2 = nn.Conv1d(channels // 2, cout, 1)
 
         def forward(self, x: Any) -> Any:
+            # the mask is computed once per 100-frame segment (the layers that make it work frame by
+            # frame), then spread over the segment's frames
             frames = x.shape[-1]
-            segment = torch.div(torch.arange(frames, device=x.device), SEGMENT, rounding_mode="floor")
-            local = F.avg_pool1d(x, SEGMENT, SEGMENT, ceil_mode=True).index_select(-1, segment)
-            context = x.mean(-1, keepdim=True) + local
+            context = x.mean(-1, keepdim=True) + F.avg_pool1d(x, SEGMENT, SEGMENT, ceil_mode=True)
             mask = torch.sigmoid(self.linear2(F.relu(self.linear1(context))))
+            mask = mask.unsqueeze(-1).expand(-1, -1, -1, SEGMENT).flatten(2)[..., :frames]
             return self.linear_local(x) * mask
 
     class DenseLayer(nn.Module):
