@@ -34,7 +34,14 @@ sys.path.insert(0, str(HERE))
 from proxyai.pipeline.align import speaker_for  # noqa: E402
 from proxyai.pipeline.audio import decode  # noqa: E402
 from proxyai.pipeline.cluster import ClusterOptions, cluster  # noqa: E402
-from proxyai.pipeline.diarize import DiarizationOptions, Turn, Windows, embed_windows, labels_to_turns  # noqa: E402
+from proxyai.pipeline.diarize import (  # noqa: E402
+    DiarizationOptions,
+    Turn,
+    Windows,
+    embed_windows,
+    labels_to_turns,
+    window_seconds,
+)
 from proxyai.pipeline.models import models  # noqa: E402
 from proxyai.pipeline.scoring import der, read_rttm, speaker_mapping  # noqa: E402
 from proxyai.pipeline.vad import Region, detect_speech, preset  # noqa: E402
@@ -128,7 +135,8 @@ def score(
     item: Item, windows: Windows, options: DiarizationOptions, spans: list[tuple[float, float]] | None
 ) -> dict[str, Any]:
     t0 = time.perf_counter()
-    labels = cluster(windows.embeddings, options.hop_s, options.cluster_options())
+    seconds = window_seconds(windows, item.regions)
+    labels = cluster(windows.embeddings, options.hop_s, options.cluster_options(), seconds=seconds)
     hyp = labels_to_turns(windows, labels, item.regions, options.min_turn_s)
     seconds = time.perf_counter() - t0
     found = len({t.speaker for t in hyp})
@@ -164,6 +172,8 @@ def main() -> None:
     parser.add_argument("--methods", default="ahc,spectral")
     parser.add_argument("--sweep", action="store_true")
     parser.add_argument("--no-words", action="store_true")
+    parser.add_argument("--window", type=float, default=DiarizationOptions().window_s)
+    parser.add_argument("--hop", type=float, default=DiarizationOptions().hop_s)
     parser.add_argument("--only", default="", help="comma-separated conversation names")
     args = parser.parse_args()
     devset = Path(args.devset)
@@ -173,7 +183,7 @@ def main() -> None:
         conversations.generate(devset)
     items = load(devset, set(args.only.split(",")) - {""} or None)
     spans = {i.name: ([] if args.no_words else words(i, devset)) for i in items}
-    base = DiarizationOptions()
+    base = DiarizationOptions(window_s=args.window, hop_s=args.hop)
     halves = ("tune", "check")
     counts = {h: sum(i.half == h for i in items) for h in halves}
     minutes = {h: sum(i.duration for i in items if i.half == h) / 60 for h in halves}

@@ -40,8 +40,9 @@ class ClusterOptions:
     method: str = "ahc"
     linkage: str = "cosine"  # how alike two clusters are: "cosine" of centroids or "mean" (see linkage_similarity)
     threshold: float | None = None  # centroid cosine at or above which two clusters are one voice (None: the encoder's)
-    min_speaker_s: float = 2.0  # less speech than this (windows × hop) is not a speaker
+    min_speaker_s: float = 3.0  # less speech than this (windows × hop) is not a speaker
     switch_penalty: float = 0.1  # resegmentation: cost of a change of speaker between windows
+    overlap_test: bool = True  # a cluster that is a mix of two speakers' voices is not a speaker
     num_speakers: int | None = None
     min_speakers: int = 1
     max_speakers: int = 20
@@ -128,13 +129,13 @@ def merge_until(
     return relabel(labels)[0]
 
 
-def _absorb_small(emb: np.ndarray, labels: np.ndarray, min_windows: int, lo: int) -> np.ndarray:
-    """Give the windows of clusters too small to be a speaker to the nearest large cluster."""
+def _absorb_small(emb: np.ndarray, labels: np.ndarray, speech: np.ndarray, least: float, lo: int) -> np.ndarray:
+    """Give the windows of clusters with less than ``least`` seconds of speech to the nearest large one."""
     labels, k = relabel(labels)
-    sizes = np.bincount(labels, minlength=k)
+    sizes = np.bincount(labels, weights=speech, minlength=k)
     order = np.argsort(-sizes)
-    big = [int(i) for i in order if sizes[i] >= min_windows]
-    big += [int(i) for i in order if sizes[i] < min_windows][: max(0, lo - len(big))]
+    big = [int(i) for i in order if sizes[i] >= least - 1e-9]
+    big += [int(i) for i in order if sizes[i] < least - 1e-9][: max(0, lo - len(big))]
     if len(big) == k or not big:
         return labels
     cent = centroids(emb, labels, k)[big]
@@ -143,6 +144,40 @@ def _absorb_small(emb: np.ndarray, labels: np.ndarray, min_windows: int, lo: int
     labels = labels.copy()
     labels[small] = nearest
     return relabel(labels)[0]
+
+
+def absorb_mixtures(emb: np.ndarray, labels: np.ndarray, threshold: float, lo: int = 1) -> np.ndarray:
+    """Windows where two people talk at once embed between their voices, and enough of them make a
+    cluster of their own. A cluster is such a mixture, not a speaker, when it would be merged (by
+    ``threshold``) with the even mix of two larger clusters' centroids; its windows go to the nearer
+    of the two. Smallest clusters first; never fewer than ``lo`` clusters."""
+    labels, k = relabel(labels)
+    while k > max(lo, 2):
+        cent = centroids(emb, labels, k)
+        sizes = np.bincount(labels, minlength=k)
+        found = None
+        for c in np.argsort(sizes):
+            others = [int(i) for i in range(k) if sizes[i] > sizes[c]]
+            best = max(
+                (
+                    (float(_unit(cent[a] + cent[b]) @ cent[c]), a, b)
+                    for i, a in enumerate(others)
+                    for b in others[i + 1 :]
+                ),
+                default=None,
+            )
+            if best is not None and best[0] >= threshold:
+                found = (int(c), best[1], best[2])
+                break
+        if found is None:
+            break
+        c, a, b = found
+        mine = labels == c
+        nearer = np.where(emb[mine] @ cent[a] >= emb[mine] @ cent[b], a, b)
+        labels = labels.copy()
+        labels[mine] = nearer
+        labels, k = relabel(labels)
+    return labels
 
 
 def _spectral(emb: np.ndarray, lo: int, hi: int) -> np.ndarray:
@@ -213,11 +248,16 @@ def resegment(emb: np.ndarray, labels: np.ndarray, penalty: float, rounds: int =
 
 
 def cluster(
-    emb: np.ndarray, hop_s: float, options: ClusterOptions | None = None, same_speaker: float = DEFAULT_THRESHOLD
+    emb: np.ndarray,
+    hop_s: float,
+    options: ClusterOptions | None = None,
+    same_speaker: float = DEFAULT_THRESHOLD,
+    seconds: np.ndarray | None = None,
 ) -> np.ndarray:
     """Speaker labels (0..k-1, in order of first appearance) for time-ordered window embeddings.
 
-    ``same_speaker`` is the encoder's calibrated threshold, used unless ``options.threshold`` is set."""
+    ``same_speaker`` is the encoder's calibrated threshold, used unless ``options.threshold`` is set.
+    ``seconds``: the speech each window stands for (``hop_s`` each when not given)."""
     options = options or ClusterOptions()
     threshold = options.threshold if options.threshold is not None else same_speaker
     n = len(emb)
@@ -235,9 +275,11 @@ def cluster(
     if len(sample) < n:  # the rest join their nearest cluster
         k = int(labels.max()) + 1
         labels = np.argmax(emb @ centroids(part, labels, k).T, axis=1)
-    min_windows = max(1, round(options.min_speaker_s / hop_s))
+    speech = np.full(n, hop_s) if seconds is None else np.asarray(seconds, dtype=np.float64)
     labels = merge_until(emb, labels, threshold, lo, hi, options.linkage)
-    labels = _absorb_small(emb, labels, min_windows, lo)
+    labels = _absorb_small(emb, labels, speech, options.min_speaker_s, lo)
+    if options.overlap_test:
+        labels = absorb_mixtures(emb, labels, threshold, lo)
     if int(labels.max()) + 1 < lo:
         labels = _split_to(emb, lo)
     return resegment(emb, labels, options.switch_penalty)

@@ -131,6 +131,16 @@ def embed_windows(
     return Windows(starts, ends, emb)
 
 
+def window_seconds(windows: Windows, regions: list[Region]) -> np.ndarray:
+    """The speech each window stands for: its region's length shared equally by the region's windows."""
+    out = np.zeros(len(windows.starts))
+    for region in regions:
+        inside = np.flatnonzero((windows.starts >= region.start - 1e-6) & (windows.ends <= region.end + 1e-6))
+        if len(inside):
+            out[inside] = (region.end - region.start) / len(inside)
+    return out
+
+
 def labels_to_turns(windows: Windows, labels: np.ndarray, regions: list[Region], min_turn_s: float = 0.3) -> list[Turn]:
     """Turn window labels into speaker turns inside the speech regions.
 
@@ -206,7 +216,8 @@ def diarize_embedded(
         return []
     windows = embed_windows(samples, speech.regions, encoder, options.window_s, options.hop_s, options.frame_pooling)
     same_speaker = float(getattr(encoder, "same_speaker", DEFAULT_THRESHOLD))
-    labels = cluster(windows.embeddings, options.hop_s, options.cluster_options(), same_speaker)
+    seconds = window_seconds(windows, speech.regions)
+    labels = cluster(windows.embeddings, options.hop_s, options.cluster_options(), same_speaker, seconds)
     return labels_to_turns(windows, labels, speech.regions, options.min_turn_s)
 
 

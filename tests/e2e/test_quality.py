@@ -46,7 +46,15 @@ def _text(result: dict[str, Any]) -> str:
     return " ".join(s["text"] for s in result["segments"])
 
 
-@pytest.mark.parametrize("name", list(SPEAKERS))
+BILINGUAL = pytest.mark.xfail(
+    strict=True,
+    reason="a known failure: CAM++ (and ECAPA) place the English and German halves of this monologue as far "
+    "apart as two people (centroid cosine about 0.4), so no threshold that separates two women on a phone "
+    "line (0.5) keeps it one voice; see the README's accuracy section",
+)
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=BILINGUAL) if n == "multilingual.mp3" else n for n in SPEAKERS])
 def test_speaker_count(results: dict[str, dict[str, Any]], name: str) -> None:
     result = results[name]
     assert len(result["speakers"]) == SPEAKERS[name]
