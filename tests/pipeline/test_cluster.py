@@ -7,7 +7,16 @@ import numpy as np
 import pytest
 
 from proxyai.pipeline import cluster as cluster_module
-from proxyai.pipeline.cluster import ClusterOptions, centroids, cluster, merge_until, relabel, resegment, viterbi
+from proxyai.pipeline.cluster import (
+    ClusterOptions,
+    absorb_mixtures,
+    centroids,
+    cluster,
+    merge_until,
+    relabel,
+    resegment,
+    viterbi,
+)
 
 DIM = 32
 HOP = 0.5  # seconds between windows; min_speaker_s = 2 s → 4 windows
@@ -207,3 +216,37 @@ def test_centroids_and_relabel() -> None:
     np.testing.assert_allclose(np.linalg.norm(cent, axis=1), 1.0, rtol=1e-6)
     labels, k = relabel(np.array([5, 5, 2, 7, 2]))
     assert labels.tolist() == [0, 0, 1, 2, 1] and k == 3
+
+
+def test_a_mix_of_two_voices_is_not_a_speaker() -> None:
+    centres = voices(2, seed=11)
+    mix = unit(centres[0] + centres[1])[None]
+    emb, truth = windows(np.concatenate([centres, mix]), [(0, 30), (2, 10), (1, 30), (0, 20)], noise=0.1)
+    # at 0.75 the mix (0.71 like each voice) is no voice's; it is the even mix of the two
+    with_test = run(emb, threshold=0.75)
+    assert len(set(with_test.tolist())) == 2
+    # the overlap windows go to one of the two people
+    assert set(with_test[truth == 2].tolist()) <= {with_test[0], with_test[35]}
+    assert len(set(run(emb, threshold=0.75, overlap_test=False).tolist())) == 3
+
+
+def test_a_third_voice_is_not_taken_for_a_mix() -> None:
+    emb, truth = windows(voices(3, seed=12), [(0, 30), (2, 10), (1, 30), (0, 20)], noise=0.1)
+    assert same_partition(run(emb), truth)
+
+
+def test_absorb_mixtures_keeps_lo_clusters() -> None:
+    centres = voices(2, seed=11)
+    emb = np.concatenate([centres, unit(centres[0] + centres[1])[None]]).astype(np.float32)
+    labels = np.array([0, 1, 2])
+    assert len(set(absorb_mixtures(emb[[0, 0, 1, 1, 2]], labels[[0, 0, 1, 1, 2]], 0.5).tolist())) == 2
+    assert len(set(absorb_mixtures(emb[[0, 0, 1, 1, 2]], labels[[0, 0, 1, 1, 2]], 0.5, lo=3).tolist())) == 3
+
+
+def test_speech_seconds_decide_what_is_a_speaker() -> None:
+    # the third voice has 3 windows: 1.5 s at the 0.5 s hop, but 4 s of speech when each stands for more
+    emb, truth = windows(voices(3), [(0, 30), (2, 3), (1, 30)])
+    seconds = np.full(len(emb), 0.5)
+    assert len(set(cluster(emb, HOP, ClusterOptions(), THRESHOLD, seconds).tolist())) == 2
+    seconds[truth == 2] = 4.0 / 3
+    assert same_partition(cluster(emb, HOP, ClusterOptions(), THRESHOLD, seconds), truth)

@@ -20,6 +20,7 @@ from proxyai.pipeline.diarize import (
     embed_windows,
     labels_to_turns,
     name_speakers,
+    window_seconds,
 )
 from proxyai.pipeline.vad import Region, SpeechMap
 
@@ -342,3 +343,11 @@ def test_cluster_options_keep_every_setting() -> None:
     assert cluster.min_speaker_s == 3.0
     assert cluster.switch_penalty == 0.2
     assert cluster.max_speakers == 4
+
+
+def test_window_seconds_share_each_region() -> None:
+    regions = [Region(0.0, 4.0), Region(5.0, 6.0)]
+    windows = embed_windows(np.zeros(SAMPLE_RATE * 7, np.float32), regions, lambda b: b[:, :2])
+    seconds = window_seconds(windows, regions)
+    assert seconds.sum() == pytest.approx(5.0)
+    assert seconds[-1] == pytest.approx(1.0)  # the short region is one window
