@@ -465,6 +465,23 @@ def test_nonexistent_model_directory(jfk: Path) -> None:
 
 
 @slow
+def test_unknown_speaker_encoder_is_named(jfk: Path) -> None:
+    line = assert_one_line_error(cli("transcribe", jfk, "--model", "tiny.en", "--encoder", "no-such-encoder"))
+    assert "no-such-encoder" in line and "campplus" in line
+
+
+@slow
+def test_other_encoder_and_clustering(jfk: Path) -> None:
+    proc = cli(
+        "transcribe", jfk, "--model", "tiny.en", "--encoder", "ge2e", "--clustering", "spectral", "--format", "json"
+    )
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert len(result["speakers"]) == 1
+    assert "ask not" in " ".join(s["text"] for s in result["segments"]).lower()
+
+
+@slow
 def test_unwritable_output_path(jfk: Path, tmp_path: Path) -> None:
     out = tmp_path / "no_such_dir" / "out.txt"
     line = assert_one_line_error(cli("transcribe", jfk, "-o", out, "--model", "tiny.en", "--diarization", "none"))
