@@ -132,11 +132,23 @@ def word_share(item: Item, hyp: list[Turn], spans: list[tuple[float, float]]) ->
 
 
 def score(
-    item: Item, windows: Windows, options: DiarizationOptions, spans: list[tuple[float, float]] | None
+    item: Item,
+    windows: Windows,
+    options: DiarizationOptions,
+    spans: list[tuple[float, float]] | None,
+    maybe_same: float | None = None,
 ) -> dict[str, Any]:
     t0 = time.perf_counter()
     seconds = window_seconds(windows, item.regions)
-    labels = cluster(windows.embeddings, options.hop_s, options.cluster_options(), seconds=seconds)
+    extent = (windows.starts, windows.ends)
+    labels = cluster(
+        windows.embeddings,
+        options.hop_s,
+        options.cluster_options(),
+        seconds=seconds,
+        spans=extent,
+        maybe_same=maybe_same,
+    )
     hyp = labels_to_turns(windows, labels, item.regions, options.min_turn_s)
     seconds = time.perf_counter() - t0
     found = len({t.speaker for t in hyp})
@@ -204,16 +216,16 @@ def main() -> None:
         embedded = {i.name: embeddings(i, name, devset, dopts) for i in items}
         for method in args.methods.split(","):
             algorithm, _, linkage = method.partition("-")
-            default = ClusterOptions(method=algorithm, linkage=linkage or "cosine", threshold=tuned_threshold(name))
+            default = ClusterOptions(method=algorithm, linkage=linkage or "corrected", threshold=tuned_threshold(name))
             options = dataclasses.replace(dopts, cluster=default)
-            rows = {i.name: score(i, embedded[i.name][0], options, spans[i.name]) for i in items}
+            rows = {i.name: score(i, embedded[i.name][0], options, spans[i.name], floor(name)) for i in items}
             for i in items:
                 rows[i.name]["embed_s"] = embedded[i.name][1]
             for half in halves:
                 part = [i for i in items if i.half == half]
                 print(f"| {encoder} | {method} | {half} | {summary([rows[i.name] for i in part], part)} |")
             if args.sweep:
-                sweeps += sweep(items, embedded, options, encoder, method)
+                sweeps += sweep(items, embedded, options, encoder, method, floor(name))
     if sweeps:
         print("\nSensitivity (one parameter at a time): median DER ±0.25 s / p90 DER / exact count\n")
         print("| encoder | clustering | setting | tuning half | check half |")
@@ -227,12 +239,17 @@ def sweep(
     options: DiarizationOptions,
     encoder: str,
     method: str,
+    maybe_same: float,
 ) -> list[str]:
     """The tuning and check halves over a grid of each parameter, the others at their defaults."""
     c = options.cluster
     grid: list[tuple[str, ClusterOptions]] = [
-        (f"threshold {t:.2f}", dataclasses.replace(c, threshold=float(t))) for t in np.arange(0.2, 0.81, 0.05)
+        (f"threshold {t:.2f}", dataclasses.replace(c, threshold=float(t))) for t in np.arange(0.5, 0.96, 0.05)
     ]
+    top = c.threshold if c.threshold is not None else 0.0
+    grid += [(f"floor {f:.2f}", dataclasses.replace(c, band=max(0.0, top - f))) for f in (0.4, 0.45, 0.5, 0.55, 0.6)]
+    if c.linkage == "corrected":
+        grid += [(f"prior pairs {p}", dataclasses.replace(c, prior_pairs=p)) for p in (1.0, 4.0, 16.0, 64.0)]
     grid += [(f"switch penalty {p}", dataclasses.replace(c, switch_penalty=p)) for p in (0.0, 0.05, 0.1, 0.2, 0.4)]
     grid += [(f"min speaker {m} s", dataclasses.replace(c, min_speaker_s=m)) for m in (1.0, 2.0, 3.0, 4.0)]
     lines = []
@@ -241,7 +258,7 @@ def sweep(
         cells = []
         for half in ("tune", "check"):
             part = [i for i in items if i.half == half]
-            rows = [score(i, embedded[i.name][0], o, None) for i in part]
+            rows = [score(i, embedded[i.name][0], o, None, maybe_same) for i in part]
             d = np.array([r["der"] for r in rows]) * 100
             exact = np.mean([r["exact"] for r in rows]) * 100
             cells.append(f"{np.median(d):.1f} % / {np.percentile(d, 90):.1f} % / {exact:.0f} %")
@@ -252,6 +269,11 @@ def sweep(
 def tuned_threshold(encoder: str) -> float:
     """The encoder's calibrated threshold (its ``same_speaker``)."""
     return float(models.encoder(encoder, "cpu").same_speaker)
+
+
+def floor(encoder: str) -> float:
+    """The encoder's floor for the adaptive band (its ``maybe_same``)."""
+    return float(models.encoder(encoder, "cpu").maybe_same)
 
 
 if __name__ == "__main__":

@@ -2,16 +2,21 @@
 
 Two methods, both ending in the same explicit test and the same resegmentation:
 
-* ``ahc`` — agglomerative clustering on one calibrated threshold. The windows are first over-clustered
-  (average linkage, a tight cut); then the two clusters whose centroids are most alike are merged
-  while that cosine similarity is at least ``threshold``. Two voices are kept apart exactly when their
-  centroids are less alike than ``threshold``; a monologue is one voice when no split of it reaches
-  that difference. The threshold is a property of the encoder (how far apart its embeddings put two
-  people), so each encoder has its own, chosen on the tuning half of the development set.
+* ``ahc`` — agglomerative clustering on a calibrated threshold. The windows are first over-clustered
+  (average linkage, a tight cut); then the two clusters most alike are merged while their similarity is
+  at least ``threshold``. The similarity (``corrected`` linkage, :func:`corrected_similarity`) is the mean
+  cosine of windows across two clusters over the geometric mean of each one's cosine within: about 1
+  for two parts of one voice however short, the voices' own similarity for two people, so one
+  threshold means the same for a speaker who said little and for one who talked for minutes. Below
+  ``threshold``, within a ``band`` down to the encoder's floor (``maybe_same``), merging goes on and
+  is then cut at the largest drop between two successive merges (the recording's own gap between
+  "parts of one voice" and "two voices"); below the floor, never. A monologue is one voice when no
+  split of it is less alike than that cut. Threshold and floor are properties of the encoder (how far
+  apart its embeddings put two people), so each encoder has its own (README, accuracy section).
 * ``spectral`` — spectral clustering whose pruning and count come from the normalised maximum eigengap
   (Park et al., "Auto-tuning spectral clustering for speaker diarization using normalized maximum
-  eigengap", 2019); clusters whose centroids are still at least ``threshold`` alike are then merged,
-  which is also how it can answer "one voice".
+  eigengap", 2019); clusters that are still at least ``threshold`` alike are then merged (with the same
+  band), which is also how it can answer "one voice".
 
 A cluster with less than ``min_speaker_s`` of speech is not a speaker: its windows go to the nearest
 speaker. ``num_speakers`` / ``min_speakers`` / ``max_speakers`` are exact bounds on the result.
@@ -28,21 +33,28 @@ from dataclasses import dataclass
 import numpy as np
 
 METHODS = ("ahc", "spectral")
-LINKAGES = ("cosine", "mean")
+LINKAGES = ("corrected", "cosine", "mean")
 MAX_EXACT = 2000  # windows clustered exactly; beyond, a sample is and the rest join its clusters
 DEFAULT_THRESHOLD = 0.4  # for embeddings of an encoder with no calibrated threshold
 SPECTRAL_EXACT = 600
-SPECTRAL_MAX_K = 20  # eigengaps looked at  # the same for spectral clustering (an eigendecomposition per pruning level)
+SPECTRAL_MAX_K = 20  # eigengaps looked at (an eigendecomposition per pruning level)
+NEIGHBOUR_S = 1.0  # corrected linkage: a window's neighbour starts within this of its end
+WITHIN_PRIOR = 0.5  # corrected linkage: the within-voice cosine when a recording gives none
 
 
 @dataclass(frozen=True)
 class ClusterOptions:
     method: str = "ahc"
-    linkage: str = "cosine"  # how alike two clusters are: "cosine" of centroids or "mean" (see linkage_similarity)
-    threshold: float | None = None  # centroid cosine at or above which two clusters are one voice (None: the encoder's)
+    # how alike two clusters are: "corrected" for each cluster's noise (corrected_similarity), "cosine" of
+    # the centroids or "mean" (linkage_similarity)
+    linkage: str = "corrected"
+    threshold: float | None = None  # similarity at or above which two clusters are one voice (None: the encoder's)
     min_speaker_s: float = 3.0  # less speech than this (windows × hop) is not a speaker
     switch_penalty: float = 0.1  # resegmentation: cost of a change of speaker between windows
     overlap_test: bool = True  # a cluster that is a mix of two speakers' voices is not a speaker
+    # adaptive cut: merging goes on down to threshold - band, then stops at the largest gap (None: the encoder's)
+    band: float | None = None
+    prior_pairs: float = 4.0  # corrected linkage: how many window pairs the recording's within-voice cosine is worth
     num_speakers: int | None = None
     min_speakers: int = 1
     max_speakers: int = 20
@@ -90,7 +102,8 @@ def _over_cluster(emb: np.ndarray, max_clusters: int = 80) -> np.ndarray:
 
 
 def linkage_similarity(sums: np.ndarray, counts: np.ndarray, linkage: str = "cosine") -> np.ndarray:
-    """Pairwise similarity of clusters given their embedding sums and sizes.
+    """Pairwise similarity of clusters given their embedding sums and sizes (``cosine`` and ``mean``;
+    ``corrected`` needs the windows' pairs: see :class:`Pairs`).
 
     ``cosine``: of the unit-length centroids. ``mean``: ``1 - |m_a - m_b|² / 2`` of the plain means of
     unit embeddings, i.e. how alike the two clusters' windows are across, less how alike they are within
@@ -104,29 +117,169 @@ def linkage_similarity(sums: np.ndarray, counts: np.ndarray, linkage: str = "cos
     return np.asarray(1.0 - (sq[:, None] + sq[None, :] - 2 * means @ means.T) / 2, dtype=np.float64)
 
 
+def _sums(emb: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
+    """The sum of each cluster's embeddings (``k × d``)."""
+    onehot = np.zeros((k, len(labels)), dtype=np.float64)
+    onehot[labels, np.arange(len(labels))] = 1.0
+    return np.asarray(onehot @ emb.astype(np.float64))
+
+
 def merge_until(
-    emb: np.ndarray, labels: np.ndarray, threshold: float, lo: int, hi: int, linkage: str = "cosine"
+    emb: np.ndarray,
+    labels: np.ndarray,
+    threshold: float,
+    lo: int,
+    hi: int,
+    linkage: str = "cosine",
+    pairs: Pairs | None = None,
+    band: float = 0.0,
 ) -> np.ndarray:
-    """Merge the pair of clusters that are most alike (:func:`linkage_similarity`) while they are at
-    least ``threshold`` alike (or while there are more than ``hi``), never below ``lo`` clusters."""
+    """Merge the pair of clusters that are most alike (:func:`similarity`) while they are at least
+    ``threshold`` alike (or while there are more than ``hi``), never below ``lo`` clusters.
+
+    With a ``band``, merging goes on below ``threshold`` down to ``threshold - band`` and then takes
+    back the merges after the largest drop in similarity between two successive merges in that range:
+    where the recording's own voices are far apart, a speaker whose parts are less alike than
+    ``threshold`` is still one; where they are close, the cut follows the gap between them."""
+    return merge_path(emb, labels, threshold, lo, hi, linkage, pairs, band)[0]
+
+
+def merge_path(
+    emb: np.ndarray,
+    labels: np.ndarray,
+    threshold: float,
+    lo: int,
+    hi: int,
+    linkage: str = "cosine",
+    pairs: Pairs | None = None,
+    band: float = 0.0,
+) -> tuple[np.ndarray, float]:
+    """:func:`merge_until`'s labels and the similarity at which it cut."""
+    floor = threshold - max(band, 0.0)
     labels, k = relabel(labels)
-    sums = np.zeros((k, emb.shape[1]), dtype=np.float64)
-    np.add.at(sums, labels, emb)
-    counts = np.bincount(labels, minlength=k).astype(np.float64)
-    alive = list(range(k))
-    while len(alive) > lo:
-        sim = linkage_similarity(sums[alive], counts[alive], linkage)
+    path = [labels]
+    sims: list[float] = []  # the similarity of each merge, in order
+    beyond = floor  # how alike the first pair left unmerged is (the floor when none is)
+    while k > lo:
+        sim = similarity(emb, labels, k, linkage, pairs)
         np.fill_diagonal(sim, -np.inf)
-        flat = int(np.argmax(sim))
-        a, b = divmod(flat, len(alive))
-        if sim[a, b] < threshold and len(alive) <= hi:
+        a, b = divmod(int(np.argmax(sim)), k)
+        if sim[a, b] < floor and k <= hi:
+            beyond = float(sim[a, b])
             break
-        keep, gone = alive[a], alive[b]
-        sums[keep] += sums[gone]
-        counts[keep] += counts[gone]
-        labels[labels == gone] = keep
-        alive.remove(gone)
-    return relabel(labels)[0]
+        sims.append(float(sim[a, b]))
+        labels, k = relabel(np.where(labels == b, a, labels))
+        path.append(labels)
+    forced = max(0, int(path[0].max()) + 1 - hi)  # merges needed to reach ``hi`` clusters
+    above = next((i for i, v in enumerate(sims) if v < threshold), len(sims))  # merges at or above threshold
+    inside = next((i for i, v in enumerate(sims) if v < floor), len(sims))  # ... at or above the floor
+    steps = above
+    if inside > above:  # cut at the largest drop among the band's merges (edges: threshold, the next pair)
+        level = [threshold, *sims[above:inside], sims[inside] if inside < len(sims) else beyond]
+        steps = above + int(np.argmax(-np.diff(level)))
+    steps = min(max(steps, forced), len(path) - 1)
+    after = sims[steps] if steps < len(sims) else beyond
+    return path[steps], (sims[steps - 1] + after) / 2 if steps else max(after, threshold)
+
+
+def similarity(
+    emb: np.ndarray, labels: np.ndarray, k: int, linkage: str = "cosine", pairs: Pairs | None = None
+) -> np.ndarray:
+    """The ``k × k`` similarity of clusters ``0..k-1`` under ``linkage``."""
+    if linkage == "corrected":
+        return corrected_similarity(emb, labels, k, pairs or Pairs.of(emb))
+    counts = np.bincount(labels, minlength=k).astype(np.float64)
+    return linkage_similarity(_sums(emb, labels, k), counts, linkage)
+
+
+@dataclass(frozen=True)
+class Pairs:
+    """What the ``corrected`` linkage needs beyond the sums: every pair of windows that share audio
+    (``first[p] < second[p]``, with their cosine ``dots[p]``) and the prior for how alike two windows
+    of one voice that share no audio are in this recording (``within``)."""
+
+    first: np.ndarray
+    second: np.ndarray
+    dots: np.ndarray
+    within: float
+    prior_pairs: float = 4.0
+
+    @classmethod
+    def of(
+        cls,
+        emb: np.ndarray,
+        starts: np.ndarray | None = None,
+        ends: np.ndarray | None = None,
+        prior_pairs: float = 4.0,
+    ) -> Pairs:
+        """The pairs of unit embeddings ``emb`` of time-ordered windows ``[starts, ends)`` (without spans
+        the windows are taken as disjoint). ``within`` is the median cosine of each window with the next
+        one that shares none of its audio and starts within ``NEIGHBOUR_S`` of its end (neighbours are
+        mostly one voice), or ``WITHIN_PRIOR`` when no window has such a neighbour."""
+        n = len(emb)
+        if starts is None or ends is None:
+            starts = np.arange(n, dtype=np.float64)
+            ends = starts + 1.0
+        firsts: list[np.ndarray] = []
+        seconds: list[np.ndarray] = []
+        nxt = np.full(n, -1, dtype=np.int64)
+        for off in range(1, n):
+            i = np.arange(n - off)
+            j = i + off
+            shares = starts[j] < ends[i] - 1e-6
+            near = ~shares & (starts[j] < ends[i] + NEIGHBOUR_S) & (nxt[i] < 0)
+            nxt[i[near]] = j[near]
+            firsts.append(i[shares])
+            seconds.append(j[shares])
+            if not shares.any() and not (starts[j] < ends[i] + NEIGHBOUR_S).any():
+                break  # windows are time-ordered: no later offset can share audio or be near
+        first = np.concatenate(firsts) if firsts else np.zeros(0, dtype=np.int64)
+        second = np.concatenate(seconds) if seconds else np.zeros(0, dtype=np.int64)
+        dots = np.einsum("ij,ij->i", emb[first], emb[second]).astype(np.float64)
+        has = np.flatnonzero(nxt >= 0)
+        near_dots = np.einsum("ij,ij->i", emb[has], emb[nxt[has]])
+        within = float(np.median(near_dots)) if len(has) else WITHIN_PRIOR
+        return cls(first, second, dots, within, prior_pairs)
+
+    def by_cluster(self, labels: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(dot sums, counts)`` of the audio-sharing pairs, as ``k × k`` matrices over ordered pairs."""
+        la, lb = labels[self.first], labels[self.second]
+        sums = np.zeros((k, k))
+        counts = np.zeros((k, k))
+        for x, y in ((la, lb), (lb, la)):
+            np.add.at(sums, (x, y), self.dots)
+            np.add.at(counts, (x, y), 1.0)
+        return sums, counts
+
+
+def corrected_similarity(emb: np.ndarray, labels: np.ndarray, k: int, pairs: Pairs) -> np.ndarray:
+    """How alike two clusters' voices are, corrected for how noisy each cluster is.
+
+    The cosine of two centroids falls with the noise of each window's embedding, and more for small
+    clusters, so a fixed threshold on it splits a speaker who said little. Here the similarity is the
+    mean cosine of the windows across the two clusters divided by the geometric mean of each cluster's
+    mean cosine within (Spearman's correction for attenuation): about 1 for two halves of one voice
+    whatever their sizes, the voices' own similarity for two speakers. Pairs of windows that share
+    audio are left out of every mean (they are alike because they are the same samples); a cluster's
+    within-mean is shrunk toward the recording's ``pairs.within`` by ``pairs.prior_pairs`` pairs of that
+    value, so that a cluster of one window has one."""
+    cross, own = corrected_parts(emb, labels, k, pairs)
+    return np.asarray(cross / np.sqrt(np.outer(own, own)), dtype=np.float64)
+
+
+def corrected_parts(emb: np.ndarray, labels: np.ndarray, k: int, pairs: Pairs) -> tuple[np.ndarray, np.ndarray]:
+    """The mean cosine across every two clusters (``k × k``) and within each (``k``, shrunk) of
+    :func:`corrected_similarity`."""
+    sums = _sums(emb, labels, k)
+    gram = sums @ sums.T
+    shared_sums, shared_counts = pairs.by_cluster(labels, k)
+    n = np.bincount(labels, minlength=k).astype(np.float64)
+    cross_pairs = np.maximum(np.outer(n, n) - shared_counts, 1.0)
+    cross = (gram - shared_sums) / cross_pairs
+    self_pairs = np.maximum(n * (n - 1) - np.diag(shared_counts), 0.0)
+    self_sum = np.diag(gram) - n - np.diag(shared_sums)
+    own = (self_sum + pairs.prior_pairs * pairs.within) / (self_pairs + pairs.prior_pairs)
+    return cross, np.maximum(own, 0.05)
 
 
 def _absorb_small(emb: np.ndarray, labels: np.ndarray, speech: np.ndarray, least: float, lo: int) -> np.ndarray:
@@ -146,24 +299,27 @@ def _absorb_small(emb: np.ndarray, labels: np.ndarray, speech: np.ndarray, least
     return relabel(labels)[0]
 
 
-def absorb_mixtures(emb: np.ndarray, labels: np.ndarray, threshold: float, lo: int = 1) -> np.ndarray:
+def absorb_mixtures(
+    emb: np.ndarray,
+    labels: np.ndarray,
+    threshold: float,
+    lo: int = 1,
+    linkage: str = "cosine",
+    pairs: Pairs | None = None,
+) -> np.ndarray:
     """Windows where two people talk at once embed between their voices, and enough of them make a
     cluster of their own. A cluster is such a mixture, not a speaker, when it would be merged (by
-    ``threshold``) with the even mix of two larger clusters' centroids; its windows go to the nearer
-    of the two. Smallest clusters first; never fewer than ``lo`` clusters."""
+    ``threshold``, under ``linkage``) with the even mix of two larger clusters; its windows go to the
+    nearer of the two. Smallest clusters first; never fewer than ``lo`` clusters."""
     labels, k = relabel(labels)
     while k > max(lo, 2):
-        cent = centroids(emb, labels, k)
+        mix = _mix_similarity(emb, labels, k, linkage, pairs)
         sizes = np.bincount(labels, minlength=k)
         found = None
         for c in np.argsort(sizes):
             others = [int(i) for i in range(k) if sizes[i] > sizes[c]]
             best = max(
-                (
-                    (float(_unit(cent[a] + cent[b]) @ cent[c]), a, b)
-                    for i, a in enumerate(others)
-                    for b in others[i + 1 :]
-                ),
+                ((float(mix[c, a, b]), a, b) for i, a in enumerate(others) for b in others[i + 1 :]),
                 default=None,
             )
             if best is not None and best[0] >= threshold:
@@ -172,12 +328,26 @@ def absorb_mixtures(emb: np.ndarray, labels: np.ndarray, threshold: float, lo: i
         if found is None:
             break
         c, a, b = found
+        cent = centroids(emb, labels, k)
         mine = labels == c
         nearer = np.where(emb[mine] @ cent[a] >= emb[mine] @ cent[b], a, b)
         labels = labels.copy()
         labels[mine] = nearer
         labels, k = relabel(labels)
     return labels
+
+
+def _mix_similarity(emb: np.ndarray, labels: np.ndarray, k: int, linkage: str, pairs: Pairs | None) -> np.ndarray:
+    """``[c, a, b]``: how alike cluster ``c`` is to the even mix of clusters ``a`` and ``b``."""
+    if linkage != "corrected":
+        cent = centroids(emb, labels, k)
+        mixed = _unit(cent[:, None, :] + cent[None, :, :])
+        return np.asarray(np.einsum("cd,abd->cab", cent, mixed), dtype=np.float64)
+    cross, own = corrected_parts(emb, labels, k, pairs or Pairs.of(emb))
+    # the mix's mean is (m_a + m_b) / 2: its cross term with c and its own term follow
+    to_mix = (cross[:, :, None] + cross[:, None, :]) / 2
+    mix_own = np.maximum((own[:, None] + own[None, :] + 2 * cross) / 4, 0.05)
+    return np.asarray(to_mix / np.sqrt(own[:, None, None] * mix_own[None, :, :]), dtype=np.float64)
 
 
 def _spectral(emb: np.ndarray, lo: int, hi: int) -> np.ndarray:
@@ -253,13 +423,22 @@ def cluster(
     options: ClusterOptions | None = None,
     same_speaker: float = DEFAULT_THRESHOLD,
     seconds: np.ndarray | None = None,
+    spans: tuple[np.ndarray, np.ndarray] | None = None,
+    maybe_same: float | None = None,
 ) -> np.ndarray:
     """Speaker labels (0..k-1, in order of first appearance) for time-ordered window embeddings.
 
     ``same_speaker`` is the encoder's calibrated threshold, used unless ``options.threshold`` is set.
-    ``seconds``: the speech each window stands for (``hop_s`` each when not given)."""
+    ``seconds``: the speech each window stands for (``hop_s`` each when not given). ``spans``: the
+    windows' ``(starts, ends)`` in seconds, which tell the ``corrected`` linkage which windows share
+    audio (without them, none do). ``maybe_same``: the encoder's floor for the adaptive band, used unless
+    ``options.band`` is set (without either, no band)."""
     options = options or ClusterOptions()
     threshold = options.threshold if options.threshold is not None else same_speaker
+    if options.band is not None:
+        band = options.band
+    else:  # the band reaches down to the encoder's floor
+        band = max(0.0, threshold - maybe_same) if maybe_same is not None else 0.0
     n = len(emb)
     if n == 0:
         return np.zeros(0, dtype=np.int64)
@@ -276,10 +455,12 @@ def cluster(
         k = int(labels.max()) + 1
         labels = np.argmax(emb @ centroids(part, labels, k).T, axis=1)
     speech = np.full(n, hop_s) if seconds is None else np.asarray(seconds, dtype=np.float64)
-    labels = merge_until(emb, labels, threshold, lo, hi, options.linkage)
+    starts, ends = spans if spans is not None else (None, None)
+    pairs = Pairs.of(emb, starts, ends, options.prior_pairs)
+    labels, cut = merge_path(emb, labels, threshold, lo, hi, options.linkage, pairs, band)
     labels = _absorb_small(emb, labels, speech, options.min_speaker_s, lo)
     if options.overlap_test:
-        labels = absorb_mixtures(emb, labels, threshold, lo)
+        labels = absorb_mixtures(emb, labels, min(threshold, cut), lo, options.linkage, pairs)
     if int(labels.max()) + 1 < lo:
         labels = _split_to(emb, lo)
     return resegment(emb, labels, options.switch_penalty)

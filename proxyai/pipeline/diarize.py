@@ -217,7 +217,11 @@ def diarize_embedded(
     windows = embed_windows(samples, speech.regions, encoder, options.window_s, options.hop_s, options.frame_pooling)
     same_speaker = float(getattr(encoder, "same_speaker", DEFAULT_THRESHOLD))
     seconds = window_seconds(windows, speech.regions)
-    labels = cluster(windows.embeddings, options.hop_s, options.cluster_options(), same_speaker, seconds)
+    spans = (windows.starts, windows.ends)
+    maybe_same = getattr(encoder, "maybe_same", None)
+    labels = cluster(
+        windows.embeddings, options.hop_s, options.cluster_options(), same_speaker, seconds, spans, maybe_same
+    )
     return labels_to_turns(windows, labels, speech.regions, options.min_turn_s)
 
 

@@ -9,12 +9,15 @@ import pytest
 from proxyai.pipeline import cluster as cluster_module
 from proxyai.pipeline.cluster import (
     ClusterOptions,
+    Pairs,
     absorb_mixtures,
     centroids,
     cluster,
+    corrected_parts,
     merge_until,
     relabel,
     resegment,
+    similarity,
     viterbi,
 )
 
@@ -249,3 +252,104 @@ def test_speech_seconds_decide_what_is_a_speaker() -> None:
     assert len(set(cluster(emb, HOP, ClusterOptions(), THRESHOLD, seconds).tolist())) == 2
     seconds[truth == 2] = 4.0 / 3
     assert same_partition(cluster(emb, HOP, ClusterOptions(), THRESHOLD, seconds), truth)
+
+
+# --- corrected linkage -------------------------------------------------------------------------------
+
+
+def noisy(centre: np.ndarray, n: int, seed: int, noise: float = 1.0) -> np.ndarray:
+    """``n`` unit windows of one voice whose pairwise cosine is about 1 / (1 + noise²) (0.5 for 1.0)."""
+    rng = np.random.default_rng(seed)
+    return unit(centre + noise * rng.standard_normal((n, DIM)) / np.sqrt(DIM)).astype(np.float32)
+
+
+def test_corrected_similarity_is_one_for_parts_of_one_voice_whatever_their_size() -> None:
+    voice = voices(1, seed=3)[0]
+    small, large = noisy(voice, 3, seed=1, noise=1.5), noisy(voice, 60, seed=2, noise=1.5)
+    emb = np.concatenate([small, large])
+    labels = np.array([0] * 3 + [1] * 60)
+    raw = similarity(emb, labels, 2, "cosine")[0, 1]
+    corrected = similarity(emb, labels, 2, "corrected", Pairs.of(emb))[0, 1]
+    assert raw < 0.85  # a centroid of three noisy windows is far from the voice's
+    assert abs(corrected - 1.0) < 0.2
+
+
+def test_corrected_similarity_of_two_voices_is_their_own() -> None:
+    pair = voice_pair(0.3)
+    emb = np.concatenate([noisy(pair[0], 40, seed=1), noisy(pair[1], 40, seed=2)])
+    labels = np.array([0] * 40 + [1] * 40)
+    raw = similarity(emb, labels, 2, "cosine")[0, 1]
+    corrected = similarity(emb, labels, 2, "corrected", Pairs.of(emb))[0, 1]
+    assert abs(corrected - 0.3) < 0.08
+    assert corrected > raw - 0.01  # the raw cosine is pulled toward 0 by each cluster's noise
+
+
+def test_pairs_are_the_windows_that_share_audio() -> None:
+    # one region of 1.5 s windows every 0.5 s (0–3.5 s), then a window 10 s later
+    starts = np.array([0.0, 0.5, 1.0, 1.5, 2.0, 12.0])
+    ends = starts + 1.5
+    emb = voices(6, seed=4).astype(np.float32)
+    pairs = Pairs.of(emb, starts, ends)
+    found = set(zip(pairs.first.tolist(), pairs.second.tolist(), strict=True))
+    assert found == {(0, 1), (0, 2), (1, 2), (1, 3), (2, 3), (2, 4), (3, 4)}
+    assert np.allclose(pairs.dots, [float(emb[i] @ emb[j]) for i, j in zip(pairs.first, pairs.second, strict=True)])
+    # the only windows with a neighbour that shares no audio (starting within 1 s of the end): 0 → 3, 1 → 4
+    assert pairs.within == pytest.approx(float(np.median([emb[0] @ emb[3], emb[1] @ emb[4]])))
+
+
+def test_windows_that_share_audio_do_not_count_as_alike() -> None:
+    # overlapping windows of one cluster are near copies: counted, they would make it look tight
+    voice = voices(1, seed=8)[0]
+    base = noisy(voice, 6, seed=3)
+    emb = np.repeat(base, 3, axis=0)  # each window thrice, as if overlapping
+    starts = np.repeat(np.arange(6) * 1.5, 3) + np.tile([0.0, 0.01, 0.02], 6)
+    labels = np.zeros(18, dtype=np.int64)
+    _, own_blind = corrected_parts(emb, labels, 1, Pairs.of(emb))
+    _, own = corrected_parts(emb, labels, 1, Pairs.of(emb, starts, starts + 1.5))
+    truth = float(np.mean([base[i] @ base[j] for i in range(6) for j in range(6) if i != j]))
+    assert own[0] == pytest.approx(truth, abs=0.05)
+    assert own_blind[0] > own[0] + 0.04
+
+
+# --- the adaptive band -------------------------------------------------------------------------------
+
+
+def three_people_one_in_two_parts(part_cosine: float) -> tuple[np.ndarray, np.ndarray]:
+    """Speakers A (two parts ``part_cosine`` alike, as one person on two microphones), B and C."""
+    a1, a2 = voice_pair(part_cosine)
+    others = voices(2, seed=11)
+    centres = np.stack([a1, a2, *others])
+    emb, parts = windows(centres, [(0, 20), (2, 20), (1, 20), (3, 20), (0, 10), (2, 10)], noise=0.1)
+    return emb, np.where(parts == 1, 0, parts)
+
+
+def test_band_keeps_a_speaker_whose_parts_differ_when_the_voices_are_far_apart() -> None:
+    emb, truth = three_people_one_in_two_parts(0.6)
+    assert len(set(run(emb, threshold=0.9).tolist())) == 4  # no band: the parts are two speakers
+    assert same_partition(run(emb, threshold=0.9, band=0.4), truth)  # the gap 0.6 → ~0 is the cut
+
+
+def test_band_never_merges_below_its_floor() -> None:
+    emb, _ = three_people_one_in_two_parts(0.45)
+    assert len(set(run(emb, threshold=0.9, band=0.4).tolist())) == 4
+
+
+@pytest.mark.parametrize(("cosine", "speakers"), [(0.6, 2), (0.8, 1)])
+def test_band_alone_cuts_halfway(cosine: float, speakers: int) -> None:
+    # two voices and nothing else: the largest drop is to the band's edge nearer to their similarity
+    emb, _ = windows(voice_pair(cosine), [(0, 30), (1, 30)], noise=0.1)
+    assert len(set(run(emb, threshold=0.9, band=0.4).tolist())) == speakers
+
+
+def test_the_band_reaches_down_to_the_encoders_floor() -> None:
+    emb, truth = three_people_one_in_two_parts(0.6)
+    labels = cluster(emb, HOP, ClusterOptions(), same_speaker=0.9, maybe_same=0.5)
+    assert same_partition(labels, truth)
+    assert len(set(cluster(emb, HOP, ClusterOptions(), same_speaker=0.9).tolist())) == 4  # no floor: no band
+    assert len(set(cluster(emb, HOP, ClusterOptions(band=0.0), same_speaker=0.9, maybe_same=0.5).tolist())) == 4
+
+
+@pytest.mark.parametrize("linkage", ["corrected", "cosine", "mean"])
+def test_every_linkage_separates_voices_taking_turns(linkage: str) -> None:
+    emb, truth = windows(voices(3, seed=2), [(0, 12), (1, 12), (2, 12), (0, 12), (1, 12), (2, 12)])
+    assert same_partition(run(emb, linkage=linkage), truth)

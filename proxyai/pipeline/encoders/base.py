@@ -19,7 +19,8 @@ class Encoder(Protocol):
 
     name: str
     dim: int
-    same_speaker: float  # calibrated clustering threshold: centroid cosine at or above which one voice
+    same_speaker: float  # calibrated clustering threshold: similarity at or above which one voice
+    maybe_same: float  # the lowest similarity at which two clusters may still be one voice (cluster's band)
 
     def embed(self, windows: np.ndarray) -> np.ndarray: ...
 
