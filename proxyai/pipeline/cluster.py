@@ -132,54 +132,62 @@ def merge_until(
     hi: int,
     linkage: str = "cosine",
     pairs: Pairs | None = None,
-    band: float = 0.0,
 ) -> np.ndarray:
     """Merge the pair of clusters that are most alike (:func:`similarity`) while they are at least
-    ``threshold`` alike (or while there are more than ``hi``), never below ``lo`` clusters.
-
-    With a ``band``, merging goes on below ``threshold`` down to ``threshold - band`` and then takes
-    back the merges after the largest drop in similarity between two successive merges in that range:
-    where the recording's own voices are far apart, a speaker whose parts are less alike than
-    ``threshold`` is still one; where they are close, the cut follows the gap between them."""
-    return merge_path(emb, labels, threshold, lo, hi, linkage, pairs, band)[0]
-
-
-def merge_path(
-    emb: np.ndarray,
-    labels: np.ndarray,
-    threshold: float,
-    lo: int,
-    hi: int,
-    linkage: str = "cosine",
-    pairs: Pairs | None = None,
-    band: float = 0.0,
-) -> tuple[np.ndarray, float]:
-    """:func:`merge_until`'s labels and the similarity at which it cut."""
-    floor = threshold - max(band, 0.0)
+    ``threshold`` alike (or while there are more than ``hi``), never below ``lo`` clusters."""
     labels, k = relabel(labels)
-    path = [labels]
-    sims: list[float] = []  # the similarity of each merge, in order
-    beyond = floor  # how alike the first pair left unmerged is (the floor when none is)
     while k > lo:
         sim = similarity(emb, labels, k, linkage, pairs)
         np.fill_diagonal(sim, -np.inf)
         a, b = divmod(int(np.argmax(sim)), k)
-        if sim[a, b] < floor and k <= hi:
-            beyond = float(sim[a, b])
+        if sim[a, b] < threshold and k <= hi:
             break
-        sims.append(float(sim[a, b]))
         labels, k = relabel(np.where(labels == b, a, labels))
-        path.append(labels)
-    forced = max(0, int(path[0].max()) + 1 - hi)  # merges needed to reach ``hi`` clusters
-    above = next((i for i, v in enumerate(sims) if v < threshold), len(sims))  # merges at or above threshold
-    inside = next((i for i, v in enumerate(sims) if v < floor), len(sims))  # ... at or above the floor
-    steps = above
-    if inside > above:  # cut at the largest drop among the band's merges (edges: threshold, the next pair)
-        level = [threshold, *sims[above:inside], sims[inside] if inside < len(sims) else beyond]
-        steps = above + int(np.argmax(-np.diff(level)))
-    steps = min(max(steps, forced), len(path) - 1)
-    after = sims[steps] if steps < len(sims) else beyond
-    return path[steps], (sims[steps - 1] + after) / 2 if steps else max(after, threshold)
+    return labels
+
+
+def band_cut(
+    emb: np.ndarray,
+    labels: np.ndarray,
+    threshold: float,
+    floor: float,
+    linkage: str = "cosine",
+    pairs: Pairs | None = None,
+    speech: np.ndarray | None = None,
+    least: float = 0.0,
+) -> float:
+    """The similarity to merge down to when merges less alike than ``threshold`` but not less than
+    ``floor`` are decided by the recording's own gap.
+
+    Merging goes on from ``labels`` down to ``floor``; among the merges of two speaker-sized clusters
+    (each with ``least`` seconds of ``speech`` or more: a stray window's merge decides nothing) in
+    that range, the cut is at the largest drop between successive similarities, the edges being
+    ``threshold`` and the first such pair left below the floor (or the floor). Where the recording's
+    voices are far apart, a speaker whose parts are less alike than ``threshold`` is still one; where
+    they are close, the cut follows the gap between them. Returns the middle of the drop cut at (never
+    below ``floor``)."""
+    if floor >= threshold:
+        return threshold
+    weights = np.ones(len(emb)) if speech is None else np.asarray(speech, dtype=np.float64)
+    labels, k = relabel(labels)
+    levels: list[float] = []  # the similarity of each merge of two speaker-sized clusters, in order
+    beyond = floor
+    while k > 1:
+        sim = similarity(emb, labels, k, linkage, pairs)
+        np.fill_diagonal(sim, -np.inf)
+        a, b = divmod(int(np.argmax(sim)), k)
+        value = float(sim[a, b])
+        sizes = np.bincount(labels, weights=weights, minlength=k)
+        big = min(sizes[a], sizes[b]) >= least - 1e-9
+        if big and value < floor:
+            beyond = value
+            break
+        if big and value < threshold:
+            levels.append(value)
+        labels, k = relabel(np.where(labels == b, a, labels))
+    edges = [threshold, *levels, beyond]
+    j = int(np.argmax(-np.diff(edges)))
+    return max(floor, (edges[j] + edges[j + 1]) / 2)
 
 
 def similarity(
@@ -457,10 +465,11 @@ def cluster(
     speech = np.full(n, hop_s) if seconds is None else np.asarray(seconds, dtype=np.float64)
     starts, ends = spans if spans is not None else (None, None)
     pairs = Pairs.of(emb, starts, ends, options.prior_pairs)
-    labels, cut = merge_path(emb, labels, threshold, lo, hi, options.linkage, pairs, band)
+    cut = band_cut(emb, labels, threshold, threshold - band, options.linkage, pairs, speech, options.min_speaker_s)
+    labels = merge_until(emb, labels, cut, lo, hi, options.linkage, pairs)
     labels = _absorb_small(emb, labels, speech, options.min_speaker_s, lo)
     if options.overlap_test:
-        labels = absorb_mixtures(emb, labels, min(threshold, cut), lo, options.linkage, pairs)
+        labels = absorb_mixtures(emb, labels, cut, lo, options.linkage, pairs)
     if int(labels.max()) + 1 < lo:
         labels = _split_to(emb, lo)
     return resegment(emb, labels, options.switch_penalty)
