@@ -11,6 +11,7 @@ from proxyai.pipeline.cluster import (
     ClusterOptions,
     Pairs,
     absorb_mixtures,
+    band_cut,
     centroids,
     cluster,
     corrected_parts,
@@ -353,3 +354,21 @@ def test_the_band_reaches_down_to_the_encoders_floor() -> None:
 def test_every_linkage_separates_voices_taking_turns(linkage: str) -> None:
     emb, truth = windows(voices(3, seed=2), [(0, 12), (1, 12), (2, 12), (0, 12), (1, 12), (2, 12)])
     assert same_partition(run(emb, linkage=linkage), truth)
+
+
+def test_a_stray_window_makes_no_gap() -> None:
+    # two voices 0.7 alike (inside the band, nearer its top: two people) and one window of noise
+    emb, truth = windows(voice_pair(0.7), [(0, 30), (1, 30)], noise=0.1)
+    stray = voices(1, seed=99).astype(np.float32)
+    with_stray = np.concatenate([emb[:15], stray, emb[15:]])
+    assert same_partition(run(emb, threshold=0.95, band=0.45), truth)
+    labels = run(with_stray, threshold=0.95, band=0.45)
+    assert same_partition(np.delete(labels, 15), truth)  # the stray joins one of them, the two stay apart
+
+
+def test_band_cut_is_never_below_the_floor() -> None:
+    emb, _ = three_people_one_in_two_parts(0.6)
+    labels = np.arange(len(emb)) // 10  # clusters of ten windows
+    cut = band_cut(emb, labels, 0.9, 0.5, "corrected", Pairs.of(emb))
+    assert 0.5 <= cut < 0.6  # the parts of A (0.6) are merged, nothing below the floor is
+    assert band_cut(emb, labels, 0.9, 0.9) == 0.9  # no band: the threshold
