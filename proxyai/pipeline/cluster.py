@@ -50,7 +50,7 @@ class ClusterOptions:
     linkage: str = "corrected"
     threshold: float | None = None  # similarity at or above which two clusters are one voice (None: the encoder's)
     min_speaker_s: float = 3.0  # less speech than this (windows × hop) is not a speaker
-    switch_penalty: float = 0.1  # resegmentation: cost of a change of speaker between windows
+    switch_penalty: float = 0.0  # resegmentation: cost of a change of speaker between windows
     overlap_test: bool = True  # a cluster that is a mix of two speakers' voices is not a speaker
     # adaptive cut: merging goes on down to threshold - band, then stops at the largest gap (None: the encoder's)
     band: float | None = None
