@@ -1,6 +1,6 @@
 """Per-file accuracy on the shared recordings with default settings: one table for the README.
 
-Usage: ``python bench/quality.py [--shared ../shared/audio]``
+Usage: ``python bench/quality.py [--shared ../shared/audio] [--encoder campplus]``
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 
 from proxyai.pipeline.diarize import Turn
 from proxyai.pipeline.models import models
-from proxyai.pipeline.run import run
+from proxyai.pipeline.run import PipelineOptions, run
 from proxyai.pipeline.scoring import der, read_rttm, speaker_mapping, wer, word_attribution
 
 HERE = Path(__file__).resolve().parent
@@ -31,15 +31,16 @@ JFK = "And so my fellow Americans, ask not what your country can do for you, ask
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--shared", default=str(HERE.parent.parent / "shared" / "audio"))
+    parser.add_argument("--encoder", default=PipelineOptions().encoder, help="speaker encoder (default: the default)")
     args = parser.parse_args()
     shared = Path(args.shared)
     models.whisper()
-    models.encoder()
+    models.encoder(args.encoder)
     print("| file | speakers (found/true) | language | DER ±0.25 s | words to right speaker | WER | × real time |")
     print("|---|---|---|---:|---:|---:|---:|")
     for name, n in FILES.items():
         t0 = time.perf_counter()
-        result = run(shared / name)
+        result = run(shared / name, PipelineOptions(encoder=args.encoder))
         wall = time.perf_counter() - t0
         stem = name.rsplit(".", 1)[0]
         hyp = [Turn(t["start"], t["end"], t["speaker"]) for t in result["diarization"]]

@@ -49,8 +49,8 @@ def _text(result: dict[str, Any]) -> str:
 BILINGUAL = pytest.mark.xfail(
     strict=True,
     reason="a known failure: CAM++ (and ECAPA) place the English and German halves of this monologue as far "
-    "apart as two people (centroid cosine about 0.4), so no threshold that separates two women on a phone "
-    "line (0.5) keeps it one voice; see the README's accuracy section",
+    "apart as two people (corrected similarity about 0.4), below the floor that still separates two women on a "
+    "phone line (about 0.5), so nothing keeps it one voice; see the README's accuracy section",
 )
 
 
