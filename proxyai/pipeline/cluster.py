@@ -71,11 +71,16 @@ def _unit(x: np.ndarray) -> np.ndarray:
     return np.asarray(x / np.maximum(norm, 1e-8), dtype=np.float32)
 
 
+def _sums(emb: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
+    """The sum of each cluster's embeddings (``k × d``)."""
+    onehot = np.zeros((k, len(labels)), dtype=np.float64)
+    onehot[labels, np.arange(len(labels))] = 1.0
+    return np.asarray(onehot @ emb.astype(np.float64))
+
+
 def centroids(emb: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
     """Unit-length mean embedding of each label ``0..k-1`` (a label with no window gets zeros)."""
-    sums = np.zeros((k, emb.shape[1]), dtype=np.float64)
-    np.add.at(sums, labels, emb)
-    return _unit(sums.astype(np.float32))
+    return _unit(_sums(emb, labels, k).astype(np.float32))
 
 
 def relabel(labels: np.ndarray) -> tuple[np.ndarray, int]:
@@ -115,13 +120,6 @@ def linkage_similarity(sums: np.ndarray, counts: np.ndarray, linkage: str = "cos
     means = sums / np.maximum(counts, 1)[:, None]
     sq = np.sum(means**2, axis=1)
     return np.asarray(1.0 - (sq[:, None] + sq[None, :] - 2 * means @ means.T) / 2, dtype=np.float64)
-
-
-def _sums(emb: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
-    """The sum of each cluster's embeddings (``k × d``)."""
-    onehot = np.zeros((k, len(labels)), dtype=np.float64)
-    onehot[labels, np.arange(len(labels))] = 1.0
-    return np.asarray(onehot @ emb.astype(np.float64))
 
 
 def merge_until(
@@ -463,8 +461,10 @@ def cluster(
         k = int(labels.max()) + 1
         labels = np.argmax(emb @ centroids(part, labels, k).T, axis=1)
     speech = np.full(n, hop_s) if seconds is None else np.asarray(seconds, dtype=np.float64)
-    starts, ends = spans if spans is not None else (None, None)
-    pairs = Pairs.of(emb, starts, ends, options.prior_pairs)
+    pairs = None  # only the corrected linkage looks at which windows share audio
+    if options.linkage == "corrected":
+        starts, ends = spans if spans is not None else (None, None)
+        pairs = Pairs.of(emb, starts, ends, options.prior_pairs)
     cut = band_cut(emb, labels, threshold, threshold - band, options.linkage, pairs, speech, options.min_speaker_s)
     labels = merge_until(emb, labels, cut, lo, hi, options.linkage, pairs)
     labels = _absorb_small(emb, labels, speech, options.min_speaker_s, lo)
