@@ -9,8 +9,9 @@ speaker (Whisper's words, recognised once and cached under ``<devset>/asr/``; ``
 them) and the diarization speed in × real time (decode, VAD, embeddings and clustering; embeddings
 on one thread).
 
-``--sweep`` also prints, per encoder × method, the tuning half's figures over a grid of thresholds and
-switch penalties (the sensitivity around the chosen values) with the check half beside them.
+``--sweep`` also prints, per encoder × method, the tuning half's figures over a grid of each parameter
+(threshold, held-out test, its blocks, floor, prior pairs, switch penalty, least speech; the others at
+their defaults: the sensitivity around the chosen values) with the check half beside them.
 
 Usage: ``python bench/diarization.py [--devset bench/.devset] [--encoders campplus,ecapa,ge2e]
 [--methods ahc,spectral] [--sweep] [--no-words]``
@@ -247,6 +248,8 @@ def sweep(
         (f"threshold {t:.2f}", dataclasses.replace(c, threshold=float(t))) for t in np.arange(0.5, 0.96, 0.05)
     ]
     top = c.threshold if c.threshold is not None else 0.0
+    grid += [(f"held-out {h}", dataclasses.replace(c, held_out=h)) for h in (0.75, 0.8, 0.85, None)]
+    grid += [(f"held-out blocks {b} s", dataclasses.replace(c, blocks_s=(b,))) for b in (3.0, 4.0, 6.0, 8.0)]
     grid += [(f"floor {f:.2f}", dataclasses.replace(c, band=max(0.0, top - f))) for f in (0.4, 0.45, 0.5, 0.55, 0.6)]
     if c.linkage == "corrected":
         grid += [(f"prior pairs {p}", dataclasses.replace(c, prior_pairs=p)) for p in (1.0, 4.0, 16.0, 64.0)]

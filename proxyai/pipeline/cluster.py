@@ -8,11 +8,17 @@ Two methods, both ending in the same explicit test and the same resegmentation:
   cosine of windows across two clusters over the geometric mean of each one's cosine within: about 1
   for two parts of one voice however short, the voices' own similarity for two people, so one
   threshold means the same for a speaker who said little and for one who talked for minutes. Below
-  ``threshold``, within a ``band`` down to the encoder's floor (``maybe_same``), merging goes on and
-  is then cut at the largest drop between two successive merges (the recording's own gap between
-  "parts of one voice" and "two voices"); below the floor, never. A monologue is one voice when no
-  split of it is less alike than that cut. Threshold and floor are properties of the encoder (how far
-  apart its embeddings put two people), so each encoder has its own (README, accuracy section).
+  ``threshold``, within a ``band`` down to the encoder's floor (``maybe_same``), two clusters are one
+  voice unless a split of them is significantly better than one: the **held-out test**
+  (:func:`held_out_split`) draws the axis between the two clusters on half of the recording (alternate
+  blocks of a few seconds) and asks whether the other half's windows, projected on it, fall in two
+  groups (the share of their spread that the best split in two explains, :func:`best_split`: about 0.64
+  for one voice's windows, up to 0.75 for a voice that drifts, towards 1 for two voices). Two voices
+  on one telephone line can be as alike by cosine as two halves of one person's talk; they still fall
+  in two groups along the axis that tells them apart. Below the floor, clusters are never merged.
+  Threshold and floor are properties of the encoder (how far apart its embeddings put two people), so
+  each encoder has its own (README, accuracy section); the test's level and blocks are not. Without
+  the test (``held_out=None``) the band is cut at the largest drop between two successive merges.
 * ``spectral`` — spectral clustering whose pruning and count come from the normalised maximum eigengap
   (Park et al., "Auto-tuning spectral clustering for speaker diarization using normalized maximum
   eigengap", 2019); clusters that are still at least ``threshold`` alike are then merged (with the same
@@ -55,6 +61,11 @@ class ClusterOptions:
     # adaptive cut: merging goes on down to threshold - band, then stops at the largest gap (None: the encoder's)
     band: float | None = None
     prior_pairs: float = 4.0  # corrected linkage: how many window pairs the recording's within-voice cosine is worth
+    # within the band: "held-out" — two clusters are two voices when windows held out split in two along
+    # the axis between them (:func:`held_out_split`) at least this well; None: the largest-drop cut
+    held_out: float | None = 0.8
+    # held-out test: the windows are split in two folds by alternate blocks of each of these lengths
+    blocks_s: tuple[float, ...] = (4.0,)
     num_speakers: int | None = None
     min_speakers: int = 1
     max_speakers: int = 20
@@ -95,12 +106,12 @@ def _sample(n: int, most: int = MAX_EXACT) -> np.ndarray:
     return np.unique(np.linspace(0, n - 1, min(n, most)).round().astype(np.int64))
 
 
-def _over_cluster(emb: np.ndarray, max_clusters: int = 80) -> np.ndarray:
+def _over_cluster(emb: np.ndarray, max_clusters: int = 80, distance: float = 0.3) -> np.ndarray:
     """Many small, pure clusters: average linkage cut tightly (cosine distance 0.3, ≤ ``max_clusters``)."""
     from scipy.cluster.hierarchy import fcluster, linkage
 
     z = linkage(emb.astype(np.float64), method="average", metric="cosine")
-    labels = fcluster(z, t=0.3, criterion="distance") - 1
+    labels = fcluster(z, t=distance, criterion="distance") - 1
     if labels.max() + 1 > max_clusters:
         labels = fcluster(z, t=max_clusters, criterion="maxclust") - 1
     return np.asarray(labels, dtype=np.int64)
@@ -186,6 +197,98 @@ def band_cut(
     edges = [threshold, *levels, beyond]
     j = int(np.argmax(-np.diff(edges)))
     return max(floor, (edges[j] + edges[j + 1]) / 2)
+
+
+def best_split(x: np.ndarray) -> float:
+    """The share of the variance of the values ``x`` that their best split in two (a threshold) explains:
+    2/π ≈ 0.64 for one normal spread, 0.75 for a uniform one, towards 1 for two well-separated groups."""
+    x = np.sort(np.asarray(x, dtype=np.float64))
+    n = len(x)
+    total = float(((x - x.mean()) ** 2).sum())
+    if n < 4 or total <= 0.0:
+        return 0.0
+    left = np.cumsum(x)[:-1]
+    i = np.arange(1, n)
+    # between-group sum of squares of the split after the i smallest values
+    between = (left - i * x.mean()) ** 2 * n / (i * (n - i))
+    return float(between.max() / total)
+
+
+def held_out_split(emb: np.ndarray, a: np.ndarray, b: np.ndarray, folds: np.ndarray, least: int = 3) -> float | None:
+    """How clearly two clusters (masks ``a`` and ``b`` over the windows) are two voices, judged on windows
+    they were not told apart by. For each split of the windows in two folds (a row of ``folds``, 0 or 1
+    per window) and each fold: the axis between the two clusters' means in the other fold, and
+    :func:`best_split` of this fold's windows of both clusters projected on it; the mean over all. A
+    cluster that is one voice cut in two gives about what one spread gives (0.64–0.75); two voices give
+    two groups (towards 1). ``None`` when no split has ``least`` windows of each cluster in each fold."""
+    scores = []
+    for fold in np.atleast_2d(folds):
+        for f in (0, 1):
+            train, test = fold == f, fold != f
+            counts = ((train & a).sum(), (train & b).sum(), (test & a).sum(), (test & b).sum())
+            if min(int(c) for c in counts) < least:
+                break
+            axis = emb[train & a].mean(axis=0) - emb[train & b].mean(axis=0)
+            scores.append(best_split(emb[test & (a | b)] @ axis))
+    return float(np.mean(scores)) if scores else None
+
+
+def time_folds(starts: np.ndarray, blocks: tuple[float, ...]) -> np.ndarray:
+    """Splits of time-ordered windows in two folds: alternate blocks of each length in ``blocks`` (by
+    the windows' start times), one row per length."""
+    starts = np.asarray(starts, dtype=np.float64)
+    return np.array([(np.floor(starts / b).astype(np.int64)) % 2 for b in blocks], dtype=np.int64)
+
+
+def merge_tested(
+    emb: np.ndarray,
+    labels: np.ndarray,
+    threshold: float,
+    floor: float,
+    required: float,
+    fold: np.ndarray,
+    lo: int,
+    hi: int,
+    linkage: str = "corrected",
+    pairs: Pairs | None = None,
+    speech: np.ndarray | None = None,
+    least: float = 0.0,
+) -> np.ndarray:
+    """Merge the two clusters most alike while they are at least ``threshold`` alike; below it and down
+    to ``floor``, unless :func:`held_out_split` says they are two voices (``required`` or more), in which
+    case that pair is kept apart and the next one is looked at. A cluster with less than ``least``
+    seconds of ``speech``, or too few windows to test, is merged as if alike. Never below ``lo`` clusters;
+    always down to ``hi``."""
+    weights = np.ones(len(emb)) if speech is None else np.asarray(speech, dtype=np.float64)
+    ids = np.asarray(labels, dtype=np.int64).copy()  # stable cluster ids (a merge keeps the first id)
+    apart: set[tuple[int, int]] = set()
+    while True:
+        alive = np.unique(ids)
+        k = len(alive)
+        if k <= lo:
+            break
+        compact = np.searchsorted(alive, ids)
+        sim = similarity(emb, compact, k, linkage, pairs)
+        np.fill_diagonal(sim, -np.inf)
+        if k <= hi:
+            for x, y in apart:
+                i, j = np.searchsorted(alive, [x, y])
+                sim[i, j] = sim[j, i] = -np.inf
+        i, j = divmod(int(np.argmax(sim)), k)
+        value = float(sim[i, j])
+        if value < floor and k <= hi:
+            break
+        x, y = int(alive[i]), int(alive[j])
+        if value < threshold and k <= hi:
+            sizes = np.bincount(compact, weights=weights, minlength=k)
+            if min(sizes[i], sizes[j]) >= least - 1e-9:
+                score = held_out_split(emb, ids == x, ids == y, fold)
+                if score is not None and score >= required:
+                    apart.add((min(x, y), max(x, y)))
+                    continue
+        ids[ids == y] = x
+        apart = {p for p in apart if y not in p and x not in p}
+    return relabel(ids)[0]
 
 
 def similarity(
@@ -465,8 +568,28 @@ def cluster(
     if options.linkage == "corrected":
         starts, ends = spans if spans is not None else (None, None)
         pairs = Pairs.of(emb, starts, ends, options.prior_pairs)
-    cut = band_cut(emb, labels, threshold, threshold - band, options.linkage, pairs, speech, options.min_speaker_s)
-    labels = merge_until(emb, labels, cut, lo, hi, options.linkage, pairs)
+    if options.held_out is not None:
+        starts = spans[0] if spans is not None else np.arange(n) * hop_s
+        fold = time_folds(np.asarray(starts), options.blocks_s)
+        floor = threshold - band  # below the threshold the held-out test decides, down to the floor
+        cut = (threshold + floor) / 2  # what a mixture of two clusters must reach
+        labels = merge_tested(
+            emb,
+            labels,
+            threshold,
+            floor,
+            options.held_out,
+            fold,
+            lo,
+            hi,
+            options.linkage,
+            pairs,
+            speech,
+            options.min_speaker_s,
+        )
+    else:
+        cut = band_cut(emb, labels, threshold, threshold - band, options.linkage, pairs, speech, options.min_speaker_s)
+        labels = merge_until(emb, labels, cut, lo, hi, options.linkage, pairs)
     labels = _absorb_small(emb, labels, speech, options.min_speaker_s, lo)
     if options.overlap_test:
         labels = absorb_mixtures(emb, labels, cut, lo, options.linkage, pairs)

@@ -3,6 +3,8 @@ resegmentation, for both methods."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -12,13 +14,17 @@ from proxyai.pipeline.cluster import (
     Pairs,
     absorb_mixtures,
     band_cut,
+    best_split,
     centroids,
     cluster,
     corrected_parts,
+    held_out_split,
+    merge_tested,
     merge_until,
     relabel,
     resegment,
     similarity,
+    time_folds,
     viterbi,
 )
 
@@ -326,8 +332,8 @@ def three_people_one_in_two_parts(part_cosine: float) -> tuple[np.ndarray, np.nd
 
 def test_band_keeps_a_speaker_whose_parts_differ_when_the_voices_are_far_apart() -> None:
     emb, truth = three_people_one_in_two_parts(0.6)
-    assert len(set(run(emb, threshold=0.9).tolist())) == 4  # no band: the parts are two speakers
-    assert same_partition(run(emb, threshold=0.9, band=0.4), truth)  # the gap 0.6 → ~0 is the cut
+    assert len(set(run(emb, threshold=0.9, held_out=None).tolist())) == 4  # no band: the parts are two speakers
+    assert same_partition(run(emb, threshold=0.9, band=0.4, held_out=None), truth)  # the gap 0.6 → ~0 is the cut
 
 
 def test_band_never_merges_below_its_floor() -> None:
@@ -339,15 +345,17 @@ def test_band_never_merges_below_its_floor() -> None:
 def test_band_alone_cuts_halfway(cosine: float, speakers: int) -> None:
     # two voices and nothing else: the largest drop is to the band's edge nearer to their similarity
     emb, _ = windows(voice_pair(cosine), [(0, 30), (1, 30)], noise=0.1)
-    assert len(set(run(emb, threshold=0.9, band=0.4).tolist())) == speakers
+    assert len(set(run(emb, threshold=0.9, band=0.4, held_out=None).tolist())) == speakers
 
 
 def test_the_band_reaches_down_to_the_encoders_floor() -> None:
     emb, truth = three_people_one_in_two_parts(0.6)
-    labels = cluster(emb, HOP, ClusterOptions(), same_speaker=0.9, maybe_same=0.5)
+    by_gap = ClusterOptions(held_out=None)
+    labels = cluster(emb, HOP, by_gap, same_speaker=0.9, maybe_same=0.5)
     assert same_partition(labels, truth)
-    assert len(set(cluster(emb, HOP, ClusterOptions(), same_speaker=0.9).tolist())) == 4  # no floor: no band
-    assert len(set(cluster(emb, HOP, ClusterOptions(band=0.0), same_speaker=0.9, maybe_same=0.5).tolist())) == 4
+    assert len(set(cluster(emb, HOP, by_gap, same_speaker=0.9).tolist())) == 4  # no floor: no band
+    no_band = ClusterOptions(band=0.0, held_out=None)
+    assert len(set(cluster(emb, HOP, no_band, same_speaker=0.9, maybe_same=0.5).tolist())) == 4
 
 
 @pytest.mark.parametrize("linkage", ["corrected", "cosine", "mean"])
@@ -372,3 +380,82 @@ def test_band_cut_is_never_below_the_floor() -> None:
     cut = band_cut(emb, labels, 0.9, 0.5, "corrected", Pairs.of(emb))
     assert 0.5 <= cut < 0.6  # the parts of A (0.6) are merged, nothing below the floor is
     assert band_cut(emb, labels, 0.9, 0.9) == 0.9  # no band: the threshold
+
+
+# --- the held-out test: one voice or two, judged on windows held out --------------------------------
+
+
+def test_best_split_of_one_spread_and_of_two_groups() -> None:
+    rng = np.random.default_rng(0)
+    assert best_split(rng.standard_normal(4000)) == pytest.approx(2 / np.pi, abs=0.02)
+    assert best_split(rng.uniform(size=4000)) == pytest.approx(0.75, abs=0.02)
+    two = np.concatenate([rng.normal(0, 1, 500), rng.normal(8, 1, 500)])
+    assert best_split(two) > 0.9
+    assert best_split(np.ones(10)) == 0.0  # no spread, nothing to split
+    assert best_split(np.array([1.0, 2.0])) == 0.0  # too few values
+
+
+def taking_turns(centres: np.ndarray, turns: int = 12, length: int = 10, noise: float = 0.3) -> tuple[np.ndarray, ...]:
+    """Windows every 0.5 s of speakers taking turns of ``length`` windows: embeddings, truth, starts."""
+    emb, truth = windows(centres, [(i % len(centres), length) for i in range(turns)], noise=noise)
+    return emb, truth, np.arange(len(emb)) * HOP
+
+
+def test_held_out_split_tells_two_close_voices_from_one_voice_cut_in_two() -> None:
+    emb, truth, starts = taking_turns(voice_pair(0.9))
+    folds = time_folds(starts, (4.0,))
+    two = held_out_split(unit(emb), truth == 0, truth == 1, folds)
+    one_emb, _, _ = taking_turns(voices(1, seed=5))
+    one = unit(one_emb)
+    # the voice cut in two where its windows differ most: along its first principal axis
+    centred = one - one.mean(axis=0)
+    axis = np.linalg.svd(centred, full_matrices=False)[2][0]
+    half = centred @ axis > 0
+    cut = held_out_split(one, half, ~half, folds)
+    assert two is not None and cut is not None
+    assert two > 0.9
+    assert cut < 0.75
+
+
+def test_held_out_split_needs_windows_of_both_clusters_in_both_folds() -> None:
+    emb, truth, starts = taking_turns(voice_pair(0.9))
+    folds = time_folds(starts, (4.0,))
+    early = truth.copy()
+    early[starts >= 4.0] = 0  # speaker 1 only in the first block: never in the second fold
+    assert held_out_split(unit(emb), early == 0, early == 1, folds) is None
+
+
+def test_time_folds_alternate_blocks() -> None:
+    folds = time_folds(np.array([0.0, 3.9, 4.0, 7.9, 8.0, 12.5]), (4.0, 8.0))
+    assert folds.tolist() == [[0, 0, 1, 1, 0, 1], [0, 0, 0, 0, 1, 1]]
+
+
+def test_two_voices_closer_than_the_band_cut_stay_apart() -> None:
+    # 0.8 alike, noisy windows: the largest-drop cut of a lone pair merges them; held out, two groups
+    emb, truth, starts = taking_turns(voice_pair(0.8), noise=0.45)
+    options = ClusterOptions(threshold=0.95, band=0.4)
+    assert len(set(cluster(emb, HOP, dataclasses.replace(options, held_out=None)).tolist())) == 1
+    assert same_partition(cluster(emb, HOP, options, spans=(starts, starts + 1.5)), truth)
+
+
+def test_one_voice_is_one_speaker_with_the_held_out_test() -> None:
+    # one voice drifting slowly (a cosine of 0.8 between its first and last minute), never two groups
+    a, b = voice_pair(0.8)
+    t = np.linspace(0, 1, 240)[:, None]
+    rng = np.random.default_rng(3)
+    emb = unit((1 - t) * a + t * b) + 0.3 * rng.standard_normal((240, DIM)) / np.sqrt(DIM)
+    starts = np.arange(240) * HOP
+    options = ClusterOptions(threshold=0.95, band=0.4)
+    labels = cluster(emb.astype(np.float32), HOP, options, spans=(starts, starts + 1.5))
+    assert len(set(labels.tolist())) == 1
+
+
+def test_merge_tested_keeps_bounds() -> None:
+    emb, truth, starts = taking_turns(voices(3, seed=7))
+    emb = unit(emb)
+    folds = time_folds(starts, (4.0,))
+    start = np.arange(len(emb)) // 5  # clusters of five windows
+    apart = merge_tested(emb, start, 0.99, 0.0, 0.8, folds, lo=1, hi=20, pairs=Pairs.of(emb))
+    assert same_partition(apart, truth)  # three voices: every pair of them is kept apart
+    assert len(set(merge_tested(emb, start, 0.99, 0.0, 0.8, folds, lo=1, hi=2).tolist())) == 2  # at most hi
+    assert len(set(merge_tested(emb, start, 0.99, 0.0, 1.01, folds, lo=4, hi=20).tolist())) == 4  # at least lo
