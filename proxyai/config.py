@@ -38,9 +38,14 @@ class Settings(BaseSettings):
     celery_result_backend: str | None = None
     celery_timezone: str = "UTC"
     celery_task_always_eager: bool = False
+    # Redis: how long a message a worker took stays invisible before the broker hands it out again;
+    # always raised above the largest hard time limit (TASK_TIME_LIMIT_MAX), so that the broker never
+    # redelivers a task that is still running. A dead worker's part is sent again by its lease instead.
     celery_visibility_timeout: int = Field(3600, ge=5)
     task_time_limit: int = Field(600, ge=10)
     task_soft_time_limit: int = Field(550, ge=5)
+    task_time_limit_max: int = Field(6 * 3600, ge=60)  # the time limits grow with the audio up to this
+    lease_seconds: int = Field(30, ge=5)  # a part's lease: renewed every 1/6 of it; expired, the part is sent again
     api_workers: int = Field(1, ge=1)
     cpu_concurrency: int = Field(1, ge=1)
     gpu_concurrency: int = Field(1, ge=1)

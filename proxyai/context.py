@@ -77,11 +77,18 @@ def pipeline_options(settings: Settings, job: dict[str, Any]) -> PipelineOptions
 
 def time_limits(settings: Settings, duration: float | None) -> tuple[int, int]:
     """(soft, hard) seconds for one part of a job: the configured limits, raised for long audio so that
-    an hour-long file is not killed halfway (a slow CPU transcribes at about real time)."""
+    an hour-long file is not killed halfway (a slow CPU transcribes at about real time), up to
+    ``TASK_TIME_LIMIT_MAX``."""
     extra = int(1.5 * (duration or 0.0))
-    hard = settings.task_time_limit + extra
+    hard = min(settings.task_time_limit + extra, max(settings.task_time_limit_max, settings.task_time_limit))
     soft = min(settings.task_soft_time_limit + extra, hard - 5)
     return soft, hard
+
+
+def visibility_timeout(settings: Settings) -> int:
+    """The Redis broker's visibility timeout: the setting, raised above the largest hard time limit."""
+    largest = max(settings.task_time_limit_max, settings.task_time_limit)
+    return max(settings.celery_visibility_timeout, largest + 600)
 
 
 def worker_queues() -> list[str]:

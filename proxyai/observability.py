@@ -11,9 +11,9 @@ import ast
 import contextlib
 import logging
 import os
-import sys
+import threading
 from collections.abc import MutableMapping
-from typing import Any
+from typing import Any, TextIO, cast
 
 import structlog
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -34,11 +34,11 @@ def configure_logging(level: str = "INFO") -> None:
     ]
     structlog.configure(
         processors=[*shared, structlog.processors.format_exc_info, structlog.processors.JSONRenderer()],
-        logger_factory=structlog.PrintLoggerFactory(_stdout()),
+        logger_factory=structlog.WriteLoggerFactory(cast(TextIO, LINES)),
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
         cache_logger_on_first_use=True,
     )
-    handler = logging.StreamHandler(_stdout())
+    handler = logging.StreamHandler(LINES)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             processor=structlog.processors.JSONRenderer(),
@@ -74,14 +74,37 @@ def _celery_job_ids(_: Any, __: str, event: MutableMapping[str, Any]) -> Mutable
     return event
 
 
-def _stdout() -> Any:
-    """The process's real stdout, line-buffered (Celery may have replaced ``sys.stdout``)."""
-    out = sys.__stdout__ or sys.stdout
-    reconfigure = getattr(out, "reconfigure", None)
-    if reconfigure is not None:
-        with contextlib.suppress(Exception):
-            reconfigure(line_buffering=True)
-    return out
+class LineWriter:
+    """A text stream that hands each ``write`` to the file descriptor in one ``os.write``, under a lock.
+
+    structlog's writer and the logging handler both write one whole line per call, so every line leaves
+    this process in one piece: threads of one process never interleave, and processes that share a pipe or
+    a file opened for appending do not split each other's lines (a pipe keeps writes of up to 4 KiB whole;
+    ``proxyai serve`` relays its worker's lines through its own writer instead of sharing the stream).
+    """
+
+    def __init__(self, fd: int = 1) -> None:
+        self.fd = fd
+        self._lock = threading.Lock()
+
+    def write(self, text: str) -> int:
+        data = text.encode("utf-8", "backslashreplace")
+        with self._lock:
+            view = memoryview(data)
+            while view:
+                try:
+                    view = view[os.write(self.fd, view) :]
+                except InterruptedError:
+                    continue
+                except OSError:
+                    return 0  # stdout closed: a log line must never take a process down
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+
+LINES = LineWriter(1)
 
 
 def get_logger(name: str = "proxyai") -> Any:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import shutil
 import signal
@@ -91,68 +93,147 @@ def run_beat(settings: Settings) -> None:
     celery_app.start(["beat", "--loglevel", "INFO", "-s", str(schedule)])
 
 
+class Stopping(BaseException):
+    """Raised in the main thread by SIGTERM, SIGINT or SIGHUP once the API has shut down."""
+
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
+
+def _on_stop_signal(signum: int, _: Any) -> None:
+    if signum == signal.SIGHUP:  # uvicorn shuts down on SIGTERM only: hand SIGHUP over to it
+        signal.raise_signal(signal.SIGTERM)
+        return
+    raise Stopping(signum)
+
+
+def _die_with_parent() -> None:
+    """In a child before it runs: the kernel sends it SIGTERM when its parent dies, even by SIGKILL."""
+    import ctypes
+
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def relay(stream: Any) -> None:
+    """Copy a child's stdout to ours line by line through :data:`LINES` (so its lines and the API's never
+    interleave); what is not a JSON object (Celery's banner, a warning printed by a library) goes to
+    stderr, so that every line on stdout parses."""
+    from proxyai.observability import LINES
+
+    for raw in iter(stream.readline, b""):
+        line = raw.decode("utf-8", "replace").rstrip("\r\n")
+        if not line:
+            continue
+        try:
+            is_json = isinstance(json.loads(line), dict)
+        except ValueError:
+            is_json = False
+        if is_json:
+            LINES.write(line + "\n")
+        else:
+            print(line, file=sys.stderr, flush=True)
+
+
+class Supervised:
+    """A child process that is restarted when it crashes and stopped with the service.
+
+    Its stdout is relayed (:func:`relay`); it dies with this process (:func:`_die_with_parent`). Asked to
+    stop, it gets SIGTERM (Celery: finish or give back the running tasks), then SIGKILL after
+    ``grace`` seconds.
+    """
+
+    def __init__(self, name: str, argv: list[str], grace: float = 20.0) -> None:
+        self.name = name
+        self.argv = argv
+        self.grace = grace
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name=f"supervise-{name}", daemon=True)
+
+    def start(self) -> None:
+        self._spawn()
+        self._thread.start()
+
+    def _spawn(self) -> None:
+        proc = subprocess.Popen(self.argv, env=os.environ.copy(), stdout=subprocess.PIPE, preexec_fn=_die_with_parent)
+        threading.Thread(target=relay, args=(proc.stdout,), name=f"relay-{self.name}", daemon=True).start()
+        self.proc = proc
+
+    def _watch(self) -> None:
+        """Runs as long as the child: it was created by this thread, and the kernel's parent-death
+        signal follows the creating thread."""
+        delay = 1.0
+        while True:
+            assert self.proc is not None
+            code = self.proc.wait()
+            if self._stopping.wait(delay):
+                return
+            delay = min(delay * 2, 30.0)  # a child that cannot start is retried ever more slowly
+            with self._lock:
+                if self._stopping.is_set():
+                    return
+                print(f"proxyai: the {self.name} exited ({code}); restarting it", file=sys.stderr, flush=True)
+                self._spawn()
+
+    def stop(self) -> None:
+        with self._lock:
+            self._stopping.set()
+            proc = self.proc
+        if proc is None:
+            return
+        if proc.poll() is None:
+            proc.terminate()
+        try:
+            proc.wait(timeout=self.grace)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 def serve(settings: Settings, host: str, port: int) -> int:
-    """The API and a worker (both queues, with the daily clean-up) on this machine, no other server."""
+    """The API, a worker (both queues) and the daily clean-up's clock on this machine, no other server.
+
+    The worker is a supervised child (restarted when it crashes); the clock is a thread of this process
+    (no process of its own that a crash could leave behind). SIGTERM, SIGINT and SIGHUP stop everything.
+    """
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, _on_stop_signal)
     prepare_metrics_dir(settings)
     key, path = local_key(settings)
     if key:
         print(f"proxyai: API key for this machine: {key}  (kept in {path})", file=sys.stderr, flush=True)
     concurrency = max(2, settings.cpu_concurrency + settings.gpu_concurrency)
-    worker = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "proxyai.cli",
-            "worker",
-            "--queues",
-            "preprocess_cpu,preprocess_gpu",
-            "--concurrency",
-            str(concurrency),
-            "--pool",
-            "threads",
-            "--beat",
-        ],
-        env=os.environ.copy(),
-    )
-
-    lock = threading.Lock()
-    stopping = threading.Event()
-
-    def stop(*_: Any) -> None:
-        with lock:
-            stopping.set()
-            if worker.poll() is None:
-                worker.terminate()
-
-    def watch() -> None:
-        """A worker that crashed is restarted (the jobs it held are redelivered); one that was asked to
-        stop (exit 0, SIGTERM, SIGINT: the whole service is stopping) is not."""
-        nonlocal worker
-        delay = 1.0
-        while True:
-            code = worker.wait()
-            if code in (0, -signal.SIGTERM, -signal.SIGINT):
-                return
-            time.sleep(delay)
-            delay = min(delay * 2, 30.0)  # a worker that cannot start is retried ever more slowly
-            with lock:
-                if stopping.is_set():
-                    return
-                print(f"proxyai: the worker exited ({code}); restarting it", file=sys.stderr, flush=True)
-                worker = subprocess.Popen(worker.args, env=os.environ.copy())
-
-    threading.Thread(target=watch, daemon=True).start()
-    try:  # uvicorn returns on SIGINT and SIGTERM
-        run_api(settings, host, port, workers=1)
-    except KeyboardInterrupt:
+    argv = [sys.executable, "-m", "proxyai.cli", "worker", "--queues", "preprocess_cpu,preprocess_gpu"]
+    worker = Supervised("worker", [*argv, "--concurrency", str(concurrency), "--pool", "threads"])
+    clock = None
+    try:
+        worker.start()
+        clock = start_clock(settings)
+        run_api(settings, host, port, workers=1)  # returns after SIGINT/SIGTERM, then re-raises it
+    except (KeyboardInterrupt, Stopping):
         pass
     finally:
-        stop()
-        try:
-            worker.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            worker.kill()
+        for signum in STOP_SIGNALS:  # a second signal must not interrupt the clean-up
+            signal.signal(signum, signal.SIG_IGN)
+        if clock is not None:
+            clock.stop()
+        worker.stop()
     return 0
+
+
+def start_clock(settings: Settings) -> Any:
+    """Celery beat as a thread of this process (the schedule of ``proxyai.worker.app``)."""
+    from celery.beat import EmbeddedService
+
+    from proxyai.worker.app import celery_app
+
+    schedule = settings.data_dir / "beat-schedule"
+    schedule.parent.mkdir(parents=True, exist_ok=True)
+    clock = EmbeddedService(celery_app, thread=True, schedule_filename=str(schedule))
+    clock.start()
+    return clock
 
 
 def run_exporter(settings: Settings, port: int) -> None:

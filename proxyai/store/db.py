@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -33,6 +34,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
 STATUSES = ("queued", "processing", "done", "failed")
@@ -87,6 +89,18 @@ class Label(Base):
     job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
     speaker: Mapped[str] = mapped_column(String(64), primary_key=True)
     name: Mapped[str] = mapped_column(String(100))
+
+
+class Lease(Base):
+    """A part of a job being run: by ``holder`` (host, process, task), renewed until ``expires_at``
+    (seconds since the epoch); an expired lease is a part whose worker died."""
+
+    __tablename__ = "leases"
+
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    part: Mapped[str] = mapped_column(String(16), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(200))
+    expires_at: Mapped[float] = mapped_column(Float, index=True)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _: Any) -> None:
@@ -244,7 +258,74 @@ class Store:
     def delete_job(self, job_id: str) -> None:
         with self.session() as s:
             s.execute(delete(Label).where(Label.job_id == job_id))
+            s.execute(delete(Lease).where(Lease.job_id == job_id))
             s.execute(delete(Job).where(Job.id == job_id))
+
+    # leases
+    def acquire_lease(self, job_id: str, part: str, holder: str, ttl: float, ticket: str | None = None) -> bool:
+        """Take the lease on a part of an active job, unless another holder's lease is still live; a lease
+        the reaper left for the task it sent (``queued:<ticket>``) goes to that task."""
+        until = time.time() + ttl
+        try:
+            with self.session() as s:
+                job = s.get(Job, job_id)
+                if job is None or job.status not in ACTIVE:
+                    return False
+                taken = s.execute(  # one statement: two tasks cannot both take over an expired lease
+                    update(Lease)
+                    .where(
+                        Lease.job_id == job_id,
+                        Lease.part == part,
+                        (Lease.holder == holder)
+                        | (Lease.expires_at < time.time())
+                        | (Lease.holder == f"queued:{ticket}"),
+                    )
+                    .values(holder=holder, expires_at=until)
+                )
+                if getattr(taken, "rowcount", 0):
+                    return True
+                if s.get(Lease, (job_id, part)) is not None:
+                    return False  # held by a live holder
+                s.add(Lease(job_id=job_id, part=part, holder=holder, expires_at=until))
+        except IntegrityError:  # another task inserted the lease first
+            return False
+        return True
+
+    def renew_lease(self, job_id: str, part: str, holder: str, ttl: float) -> bool:
+        """Extend a lease this holder has; False when it has lost it (expired and taken by another)."""
+        with self.session() as s:
+            result = s.execute(
+                update(Lease)
+                .where(Lease.job_id == job_id, Lease.part == part, Lease.holder == holder)
+                .values(expires_at=time.time() + ttl)
+            )
+            return bool(getattr(result, "rowcount", 0))
+
+    def release_lease(self, job_id: str, part: str, holder: str) -> None:
+        with self.session() as s:
+            s.execute(delete(Lease).where(Lease.job_id == job_id, Lease.part == part, Lease.holder == holder))
+
+    def expired_leases(self) -> list[tuple[Job, str]]:
+        """(job, part) for every active job's part whose holder stopped renewing its lease."""
+        with self.session() as s:
+            rows = s.execute(
+                select(Job, Lease.part)
+                .join(Lease, Job.id == Lease.job_id)
+                .where(Lease.expires_at < time.time(), Job.status.in_(ACTIVE))
+            ).all()
+            return [(job, str(part)) for job, part in rows]
+
+    def requeue_lease(self, job_id: str, part: str, ticket: str, until: float) -> bool:
+        """Hand an expired lease to the task about to be sent as ``ticket`` (kept until ``until``, so
+        the part is not sent again while that task waits in its queue); False when it is no longer
+        expired (renewed, or already handed on by another reaper)."""
+        with self.session() as s:
+            result = s.execute(
+                update(Lease)
+                .where(Lease.job_id == job_id, Lease.part == part, Lease.expires_at < time.time())
+                .values(holder=f"queued:{ticket}", expires_at=until)
+            )
+            return bool(getattr(result, "rowcount", 0))
 
     def old_jobs(self, days: int) -> list[Job]:
         """Finished jobs (done or failed) older than ``days`` days; running ones never."""

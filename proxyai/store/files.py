@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import tempfile
+import time
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -71,6 +73,17 @@ class Files:
     def delete(self, job_id: str) -> None:
         self.upload_path(job_id).unlink(missing_ok=True)
         shutil.rmtree(self.result_dir(job_id), ignore_errors=True)
+
+    def stale_incoming(self, idle_s: float) -> list[Path]:
+        """Partial uploads (``.incoming-*``) not written to for ``idle_s`` seconds: left by an API that
+        crashed or a client that went away mid-upload (a live upload touches its file continuously)."""
+        cutoff = time.time() - idle_s
+        out = []
+        for path in self.uploads.glob(".incoming-*"):
+            with contextlib.suppress(FileNotFoundError):
+                if path.stat().st_mtime < cutoff:
+                    out.append(path)
+        return out
 
     def orphans(self, known: set[str]) -> list[Path]:
         """Files and folders that belong to no job (left by a crash or a deleted row)."""

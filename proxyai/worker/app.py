@@ -11,10 +11,11 @@ from typing import Any
 
 from celery import Celery, bootsteps
 from celery.schedules import crontab
-from celery.signals import setup_logging, worker_init, worker_process_init
+from celery.signals import setup_logging, worker_init, worker_process_init, worker_ready
 from kombu.entity import Exchange, Queue
 
 from proxyai.config import Settings, get_settings
+from proxyai.context import visibility_timeout
 
 CPU_QUEUE = "preprocess_cpu"
 GPU_QUEUE = "preprocess_gpu"
@@ -43,6 +44,7 @@ def configure(app: Celery, settings: Settings) -> None:
             "proxyai.diarize_full": {"queue": CPU_QUEUE},
             "proxyai.transcribe_segments": {"queue": GPU_QUEUE},
             "proxyai.cleanup_old_files": {"queue": CPU_QUEUE},
+            "proxyai.reap_expired": {"queue": CPU_QUEUE},
         },
         task_acks_late=True,
         task_reject_on_worker_lost=True,
@@ -57,13 +59,14 @@ def configure(app: Celery, settings: Settings) -> None:
         timezone=settings.celery_timezone,
         enable_utc=True,
         broker_connection_retry_on_startup=True,
-        # Redis: how long a message a worker took stays invisible before it is handed out again (a
-        # worker killed mid-job). The SQLAlchemy transport hands every option to create_engine: none.
-        # unacked_restore_throttle: look for such messages every few seconds, not every 100.
+        # Redis: how long a message a worker took stays invisible before it is handed out again; above
+        # every hard time limit, so a running task is never handed out twice (a dead worker's part is
+        # sent again by the lease reaper). The SQLAlchemy transport hands every option to create_engine:
+        # none. unacked_restore_throttle: look for such messages every few seconds, not every 100.
         broker_transport_options=(
             {}
             if settings.embedded
-            else {"visibility_timeout": settings.celery_visibility_timeout, "unacked_restore_throttle": 1}
+            else {"visibility_timeout": visibility_timeout(settings), "unacked_restore_throttle": 1}
         ),
         # a pool process that warms its models up takes longer than Celery's default 4 s to report
         worker_proc_alive_timeout=300,
@@ -73,6 +76,7 @@ def configure(app: Celery, settings: Settings) -> None:
         task_send_sent_event=True,
         beat_schedule={
             "cleanup-old-files": {"task": "proxyai.cleanup_old_files", "schedule": crontab(hour=3, minute=17)},
+            "reap-expired-leases": {"task": "proxyai.reap_expired", "schedule": float(settings.lease_seconds)},
         },
         beat_schedule_filename=str(settings.data_dir / "beat-schedule"),
     )
@@ -112,6 +116,17 @@ def _warm_up_child(**_: Any) -> None:
     folder = os.environ.get("PROXYAI_WARM_DIR")
     if folder and os.path.isdir(folder):
         Path(folder, str(os.getpid())).touch()
+
+
+@worker_ready.connect
+def _reap_on_start(**_: Any) -> None:
+    """A worker that starts (after a crash, say) sends again the parts whose workers died, at once."""
+    from proxyai.worker.tasks import log, reap
+
+    try:
+        reap()
+    except Exception as exc:  # beat's reaper tries again soon
+        log.warning("reaping expired leases failed", error=f"{type(exc).__name__}: {exc}")
 
 
 class WaitForWarmPool(bootsteps.StartStopStep):  # type: ignore[misc]

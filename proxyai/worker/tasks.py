@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import time
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -14,7 +15,7 @@ from celery import Task
 from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
 from sqlalchemy.exc import OperationalError
 
-from proxyai.context import get_context, pipeline_options, worker_queues
+from proxyai.context import get_context, pipeline_options, time_limits, worker_queues
 from proxyai.observability import DIARIZATION_SECONDS, TASK_RUNS, VAD_SECONDS, WHISPER_SECONDS, get_logger
 from proxyai.pipeline.asr import AsrOptions, transcribe_chunks
 from proxyai.pipeline.audio import AudioError
@@ -33,11 +34,13 @@ from proxyai.pipeline.run import (
 )
 from proxyai.pipeline.vad import Chunk, Region
 from proxyai.worker.app import CPU_QUEUE, GPU_QUEUE, celery_app
+from proxyai.worker.lease import leased
 
 log = get_logger("proxyai.worker")
 
 TRANSIENT = (OperationalError, ConnectionError, TimeoutError)
 USER_ERRORS = (AudioError, ModelError, DiarizationError, ValueError)
+INCOMING_IDLE_S = 3600.0  # a partial upload not written to for this long is swept by the clean-up
 
 
 class JobTask(Task):  # type: ignore[misc]
@@ -97,7 +100,12 @@ def _prepare(upload_id: str) -> tuple[Prepared, Any] | None:
         return None
     options = pipeline_options(ctx.settings, job.options_dict())
     t0 = time.perf_counter()
-    prep = prepare(ctx.files.upload_path(upload_id), options)
+    try:
+        prep = prepare(ctx.files.upload_path(upload_id), options)
+    except AudioError:
+        if _deleted(upload_id):
+            return None
+        raise
     VAD_SECONDS.observe(time.perf_counter() - t0)
     return prep, options
 
@@ -114,25 +122,45 @@ def _throttled(fn: Callable[[float], None], every: float = 1.0) -> Callable[[flo
     return call
 
 
-def _run_part(upload_id: str, part: str, stage: str, compute: Callable[[Prepared, Any], dict[str, Any]]) -> None:
-    """Re-read the job, compute one part and save it atomically (skipped when it is already saved, as
-    when a task runs again), then record it and merge if it was the second."""
+def _run_part(
+    task: JobTask, upload_id: str, part: str, stage: str, compute: Callable[[Prepared, Any], dict[str, Any]]
+) -> None:
+    """Under the part's lease: re-read the job, compute one part and save it atomically (skipped when it
+    is already saved, as when a task runs again), then record it and merge if it was the second."""
     ctx = get_context()
-    if ctx.files.part_path(upload_id, part).exists():
-        log.info("part already saved", part=part)
-    else:
-        if not ctx.store.start_part(upload_id, stage):
+    with leased(ctx.store, upload_id, part, task.request.id, ctx.settings.lease_seconds) as held:
+        if not held:
+            log.info("part leased by a live task, or its job finished: nothing to do", part=part)
             return
-        prepared = _prepare(upload_id)
-        if prepared is None:
-            return
-        prep, options = prepared
-        t0 = time.perf_counter()
-        data = compute(prep, options)
-        data.update(duration=prep.duration, split=prep.split)
-        ctx.files.write_json(upload_id, part, data)
-        log.info("part saved", part=part, seconds=round(time.perf_counter() - t0, 2))
-    _finish(upload_id, part)
+        if ctx.files.part_path(upload_id, part).exists():
+            log.info("part already saved", part=part)
+        else:
+            if not ctx.store.start_part(upload_id, stage):
+                return
+            prepared = _prepare(upload_id)
+            if prepared is None:
+                return
+            prep, options = prepared
+            t0 = time.perf_counter()
+            data = compute(prep, options)
+            data.update(duration=prep.duration, split=prep.split)
+            ctx.files.write_json(upload_id, part, data)
+            if _deleted(upload_id):
+                return
+            log.info("part saved", part=part, seconds=round(time.perf_counter() - t0, 2))
+        _finish(upload_id, part)
+
+
+def _deleted(upload_id: str) -> bool:
+    """Whether the job was deleted while a part ran; if so, remove what the part wrote. Checked after
+    every write: the API deletes the row before the files, so whichever of the two comes last removes
+    the part."""
+    ctx = get_context()
+    if ctx.store.get_job(upload_id) is not None:
+        return False
+    ctx.files.delete(upload_id)
+    log.info("job deleted while it ran; its files are removed")
+    return True
 
 
 @celery_app.task(base=JobTask, bind=True, name="proxyai.transcribe_segments")
@@ -146,7 +174,7 @@ def transcribe_segments(self: JobTask, upload_id: str, correlation_id: str | Non
             result = transcribe(prep, options, progress=lambda _stage, f: report(f))
         return transcription_to_dict(result)
 
-    _run_part(upload_id, "asr", "transcribing", compute)
+    _run_part(self, upload_id, "asr", "transcribing", compute)
 
 
 @celery_app.task(base=JobTask, bind=True, name="proxyai.diarize_full")
@@ -157,7 +185,7 @@ def diarize_full(self: JobTask, upload_id: str, correlation_id: str | None = Non
         with DIARIZATION_SECONDS.time():
             return {"turns": turns_to_list(diarize(prep, options, threads=diarization_threads()))}
 
-    _run_part(upload_id, "diarization", "diarizing", compute)
+    _run_part(self, upload_id, "diarization", "diarizing", compute)
 
 
 def _finish(upload_id: str, part: str) -> None:
@@ -173,7 +201,7 @@ def _finish(upload_id: str, part: str) -> None:
     if asr is None or diar is None:  # a part's flag without its file: redo that part
         missing = "asr" if asr is None else "diarization"
         ctx.store.update_job(upload_id, **{"asr_done" if missing == "asr" else "diar_done": False})
-        (transcribe_segments if missing == "asr" else diarize_full).delay(upload_id, job.correlation_id)
+        send_part(missing, upload_id, job.correlation_id, job.duration)
         return
     ctx.store.update_job(upload_id, stage="merging")
     options = pipeline_options(ctx.settings, job.options_dict())
@@ -185,6 +213,8 @@ def _finish(upload_id: str, part: str) -> None:
         options,
     )
     ctx.files.write_json(upload_id, "result", result)
+    if _deleted(upload_id):
+        return
     ctx.store.finish_job(upload_id, result["duration"])
     log.info("job done", speakers=len(result["speakers"]), segments=len(result["segments"]))
 
@@ -212,18 +242,71 @@ def cleanup_old_files(self: JobTask) -> dict[str, int]:
             else:
                 path.unlink(missing_ok=True)
             orphans += 1
-    log.info("cleanup done", jobs=removed, orphans=orphans)
-    return {"jobs": removed, "orphans": orphans}
+    partial = ctx.files.stale_incoming(INCOMING_IDLE_S)
+    for path in partial:
+        path.unlink(missing_ok=True)
+    messages = delivered_messages(ctx.settings.broker_url) if ctx.settings.embedded else 0
+    log.info("cleanup done", jobs=removed, orphans=orphans, partial_uploads=len(partial), broker_rows=messages)
+    return {"jobs": removed, "orphans": orphans, "partial_uploads": len(partial)}
+
+
+def delivered_messages(broker_url: str) -> int:
+    """The embedded broker (kombu's SQLAlchemy transport) marks a delivered message invisible and keeps
+    its row for ever (it never redelivers it either: leases do): delete those rows."""
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(broker_url.removeprefix("sqla+"))
+    try:
+        with engine.begin() as conn:
+            if not conn.exec_driver_sql("SELECT name FROM sqlite_master WHERE name = 'kombu_message'").first():
+                return 0
+            return int(conn.execute(text("DELETE FROM kombu_message WHERE visible = 0")).rowcount or 0)
+    finally:
+        engine.dispose()
+
+
+PART_TASKS = {"asr": "proxyai.transcribe_segments", "diarization": "proxyai.diarize_full"}
 
 
 def enqueue(upload_id: str, correlation_id: str | None, duration: float | None) -> None:
     """Send both parts of a job; they run in parallel on their queues."""
-    from proxyai.context import time_limits
+    for part in ("diarization", "asr"):
+        send_part(part, upload_id, correlation_id, duration)
 
+
+def send_part(
+    part: str, upload_id: str, correlation_id: str | None, duration: float | None, task_id: str | None = None
+) -> None:
+    task = diarize_full if part == "diarization" else transcribe_segments
     soft, hard = time_limits(get_context().settings, duration)
-    headers = {"correlation_id": correlation_id}
-    for task in (diarize_full, transcribe_segments):
-        task.apply_async((upload_id, correlation_id), headers=headers, soft_time_limit=soft, time_limit=hard)
+    task.apply_async(
+        (upload_id, correlation_id),
+        headers={"correlation_id": correlation_id},
+        soft_time_limit=soft,
+        time_limit=hard,
+        task_id=task_id,
+    )
+
+
+@celery_app.task(base=JobTask, bind=True, name="proxyai.reap_expired")
+def reap_expired(self: JobTask) -> int:
+    """Send again every part whose worker stopped renewing its lease (it died); see ``lease.py``."""
+    return reap()
+
+
+def reap() -> int:
+    ctx = get_context()
+    sent = 0
+    for job, part in ctx.store.expired_leases():
+        ticket = str(uuid.uuid4())
+        _, hard = time_limits(ctx.settings, job.duration)
+        # the lease waits for the new task for as long as that task may run, plus a queue's worth
+        if not ctx.store.requeue_lease(job.id, part, ticket, time.time() + hard + ctx.settings.lease_seconds):
+            continue
+        log.warning("a part's worker stopped renewing its lease; sending the part again", upload_id=job.id, part=part)
+        send_part(part, job.id, job.correlation_id, job.duration, task_id=ticket)
+        sent += 1
+    return sent
 
 
 def diarization_threads() -> int:

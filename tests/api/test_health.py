@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
+import socket
+import threading
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
-from api_helpers import ApiClient, DoneJob, assert_error
+from api_helpers import ApiClient, DoneJob, assert_error, build_api, close_api
+from sqlalchemy.engine import make_url
 
 from proxyai import __version__
 
@@ -22,12 +27,13 @@ def test_health_is_ok(api: ApiClient) -> None:
     assert not body.get("failing")
 
 
-def test_health_is_degraded_when_the_broker_is_down(make_sqlite_api: Callable[..., ApiClient]) -> None:
+def test_health_fails_with_503_when_the_broker_is_down(make_sqlite_api: Callable[..., ApiClient]) -> None:
+    """A load balancer reads the status code only: an instance that cannot queue work must answer 503."""
     api = make_sqlite_api(celery_broker_url=DEAD_REDIS, rate_limit_storage_url="memory://")
     response = api.get("/health")
-    assert response.status_code == 200, response.text
+    assert response.status_code == 503, response.text
     body = response.json()
-    assert body["status"] == "degraded"
+    assert body["status"] == "failing"
     assert body["version"] == __version__
     assert set(body["failing"]) == {"broker"}
     assert body["failing"]["broker"]
@@ -35,14 +41,71 @@ def test_health_is_degraded_when_the_broker_is_down(make_sqlite_api: Callable[..
 
 def test_health_reports_a_dead_redis_broker_instead_of_failing(make_sqlite_api: Callable[..., ApiClient]) -> None:
     """With a Redis broker the rate limits are counted in that Redis too (``Settings.limiter_storage``).
-    When it is down, /health must still answer 200 "degraded" naming the broker; a monitor that gets a
+    When it is down, /health must still answer (503 "failing", naming the broker); a monitor that gets a
     500 "internal error" cannot tell what is wrong."""
     api = make_sqlite_api(celery_broker_url=DEAD_REDIS)
     response = api.get("/health")
-    assert response.status_code == 200, response.text
+    assert response.status_code == 503, response.text
     body = response.json()
-    assert body["status"] == "degraded"
+    assert body["status"] == "failing"
     assert "broker" in body["failing"]
+
+
+class TcpProxy:
+    """Forwards a local port to ``upstream``; :meth:`cut` closes it and every connection through it, the
+    way a database host that goes away looks to its clients."""
+
+    def __init__(self, upstream: tuple[str, int]) -> None:
+        self.upstream = upstream
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = int(self.listener.getsockname()[1])
+        self.sockets: list[socket.socket] = [self.listener]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            server = socket.create_connection(self.upstream)
+            self.sockets += [client, server]
+            for a, b in ((client, server), (server, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pump(source: socket.socket, target: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                target.sendall(data)
+        except OSError:
+            pass
+        with contextlib.suppress(OSError):
+            target.shutdown(socket.SHUT_RDWR)
+
+    def cut(self) -> None:
+        for sock in self.sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+
+
+def test_health_fails_with_503_when_the_database_is_unreachable(pg_url: str, tmp_path: Path) -> None:
+    """PostgreSQL reached through a proxy that is then cut: /health names the database, 503; the broker
+    (embedded, a file of its own) still answers."""
+    url = make_url(pg_url)
+    proxy = TcpProxy((url.host or "127.0.0.1", url.port or 5432))
+    api = build_api(tmp_path, url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False))
+    try:
+        assert api.get("/health").status_code == 200
+        proxy.cut()
+        response = api.get("/health")
+    finally:
+        close_api(api)
+    assert response.status_code == 503, response.text
+    body = response.json()
+    assert body["status"] == "failing"
+    assert set(body["failing"]) == {"database"}
 
 
 def test_metrics(done: DoneJob) -> None:

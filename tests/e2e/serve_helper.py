@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import signal
 import socket
@@ -21,38 +23,60 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@contextmanager
-def serve(folder: Path, **settings: str) -> Iterator[tuple[str, str, Path]]:
-    """Yield (base URL, the local API key, folder); the server's output goes to ``folder/serve.log``."""
+def start(folder: Path, **settings: str) -> tuple[subprocess.Popen[bytes], str]:
+    """Start ``proxyai serve`` in its own session and wait until it answers; its stdout goes to
+    ``folder/serve.out`` (JSON lines), its stderr to ``folder/serve.log``."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CELERY_", "DATABASE_URL", "PROMETHEUS"))}
     env.update(DATA_DIR=str(folder / "data"), LOG_LEVEL="INFO", **settings)
-    with open(folder / "serve.log", "wb") as log:
+    with open(folder / "serve.out", "ab") as out, open(folder / "serve.log", "ab") as err:
         proc = subprocess.Popen(
             [sys.executable, "-m", "proxyai.cli", "serve", "--port", str(port)],
             cwd=folder,
             env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
+            stdout=out,
+            stderr=err,
             start_new_session=True,
         )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while True:
         try:
-            base = f"http://127.0.0.1:{port}"
-            deadline = time.monotonic() + 120
-            while True:
-                try:
-                    if httpx.get(f"{base}/health", timeout=2).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise AssertionError("proxyai serve did not start:\n" + (folder / "serve.log").read_text()[-3000:])
-                time.sleep(0.5)
-            key = (folder / "data" / "local-api-key").read_text().strip()
-            yield base, key, folder
-        finally:
+            if httpx.get(f"{base}/health", timeout=2).status_code == 200:
+                return proc, base
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            os.killpg(proc.pid, signal.SIGKILL)
+            raise AssertionError("proxyai serve did not start:\n" + (folder / "serve.log").read_text()[-3000:])
+        time.sleep(0.5)
+
+
+@contextmanager
+def serve(folder: Path, **settings: str) -> Iterator[tuple[str, str, Path]]:
+    """Yield (base URL, the local API key, folder) of a running ``proxyai serve`` (see :func:`start`)."""
+    proc, base = start(folder, **settings)
+    try:
+        key = (folder / "data" / "local-api-key").read_text().strip()
+        yield base, key, folder
+    finally:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+def json_lines(folder: Path) -> list[dict[str, object]]:
+    """Every line the service wrote to stdout, each required to be one JSON object."""
+    lines = (folder / "serve.out").read_text().splitlines()
+    parsed = []
+    for number, line in enumerate(lines, 1):
+        try:
+            record = json.loads(line)
+        except ValueError:
+            raise AssertionError(f"stdout line {number} is not JSON: {line[:300]!r}") from None
+        assert isinstance(record, dict), line[:300]
+        parsed.append(record)
+    return parsed

@@ -4,17 +4,19 @@ while the body streams in."""
 
 from __future__ import annotations
 
-import json
+import contextlib
+import functools
 import os
 import select
+import signal
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from serve_helper import serve
+from serve_helper import json_lines, serve, start
 
 pytestmark = pytest.mark.slow
 
@@ -71,7 +73,7 @@ def test_upload_to_results_labels_and_formats(server: tuple[str, str, Path], sha
     assert 'filename="dialogue.srt"' in srt.headers["content-disposition"]
 
     # the worker's log lines of this job carry its upload id and the request's correlation id
-    lines = [json.loads(x) for x in (folder / "serve.log").read_text().splitlines() if x.startswith("{")]
+    lines = json_lines(folder)
     task_lines = [x for x in lines if x.get("task") and x.get("upload_id") == upload_id]
     assert {x["task"] for x in task_lines} >= {"proxyai.diarize_full", "proxyai.transcribe_segments"}
     assert all(x.get("correlation_id") == "serve-e2e-1" for x in task_lines)
@@ -82,6 +84,34 @@ def test_upload_to_results_labels_and_formats(server: tuple[str, str, Path], sha
     assert 'proxyai_jobs{status="done"} 1.0' in metrics
     assert "whisper_transcription_seconds_count" in metrics  # observed in the worker process
     assert 'celery_task_runs_total{outcome="success",task="proxyai.transcribe_segments"}' in metrics
+
+
+def test_concurrent_jobs_write_only_whole_json_lines(server: tuple[str, str, Path], shared_audio: Path) -> None:
+    """Five jobs at once: the API's and the worker's threads all log at the same time, and every line on
+    the service's stdout is still exactly one JSON object (Celery's banner goes to stderr)."""
+    import concurrent.futures
+
+    base, key, folder = server
+    headers = {"X-API-Key": key}
+    audio = (shared_audio / "jfk.flac").read_bytes()
+
+    def one(n: int) -> str:
+        with httpx.Client(base_url=base, headers=headers, timeout=60) as client:
+            r = client.post("/upload/", files={"file": (f"jfk{n}.flac", audio, "audio/flac")})
+            assert r.status_code == 200, r.text
+            upload_id = str(r.json()["upload_id"])
+            deadline = time.monotonic() + 240
+            while time.monotonic() < deadline:
+                status = client.get(f"/status/{upload_id}").json()["status"]
+                if status in ("done", "failed"):
+                    return str(status)
+                time.sleep(0.3)
+            return "timed out"
+
+    with concurrent.futures.ThreadPoolExecutor(5) as pool:
+        assert list(pool.map(one, range(5))) == ["done"] * 5
+    records = json_lines(folder)
+    assert len([r for r in records if r.get("event") == "job done"]) >= 5
 
 
 def test_declared_oversize_body_is_refused_before_reading(server: tuple[str, str, Path]) -> None:
@@ -183,30 +213,113 @@ def _workers(marker: str) -> set[int]:
     return {pid for pid, parent in found.items() if parent not in found}
 
 
-def test_a_crashed_worker_is_restarted_and_stopping_leaves_no_process(
-    tmp_path_factory: pytest.TempPathFactory,
-) -> None:
-    import signal
+def _wait_for(predicate: Callable[[], object], seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.2)
+    return bool(predicate())
 
-    folder = tmp_path_factory.mktemp("lifecycle")
+
+def _replaced(marker: str, old: int) -> bool:
+    return len(_workers(marker) - {old}) == 1
+
+
+def test_crashed_workers_are_restarted_and_leave_nothing_behind(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Three SIGKILLs of the worker: each time one new worker, and the service is its two processes (the
+    API and the worker; the clean-up's clock is a thread of the API, no process a crash could orphan)."""
+    folder = tmp_path_factory.mktemp("crashes")
     marker = f"DATA_DIR={folder / 'data'}"
     with serve(folder, WARMUP="false") as (base, _, _):
-        deadline = time.monotonic() + 30
-        while len(_processes_with(marker)) < 2 and time.monotonic() < deadline:
-            time.sleep(0.2)
-        workers = _workers(marker)
-        assert len(workers) == 1, workers
-        (old,) = workers
-        os.kill(old, signal.SIGKILL)
-        deadline = time.monotonic() + 30
-        new: set[int] = set()
-        while not new and time.monotonic() < deadline:
-            time.sleep(0.5)
-            new = _workers(marker) - {old}
-        assert new, (folder / "serve.log").read_text()[-2000:]
-        assert "restarting it" in (folder / "serve.log").read_text()
+        assert _wait_for(lambda: len(_workers(marker)) == 1, 30), _processes_with(marker)
+        for crash in range(3):
+            (old,) = _workers(marker)
+            os.kill(old, signal.SIGKILL)
+            restarted = _wait_for(functools.partial(_replaced, marker, old), 30)
+            assert restarted, (folder / "serve.log").read_text()[-2000:]
+            two = _wait_for(lambda: len(_processes_with(marker)) == 2, 10)
+            assert two, f"crash {crash}: {_processes_with(marker)}"
+        assert (folder / "serve.log").read_text().count("restarting it") == 3
         assert httpx.get(f"{base}/health").json()["status"] == "ok"
-    deadline = time.monotonic() + 30
-    while _processes_with(marker) and time.monotonic() < deadline:
-        time.sleep(0.5)
-    assert not _processes_with(marker), "processes of the service outlived it"
+    assert _wait_for(lambda: not _processes_with(marker), 30), "processes of the service outlived it"
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP], ids=lambda s: s.name)
+def test_a_stop_signal_to_serve_alone_stops_every_process(
+    tmp_path_factory: pytest.TempPathFactory, signum: signal.Signals
+) -> None:
+    """The signal goes to the serve process only (as systemd's or docker's stop sends it), not to its
+    process group: the service must stop its worker itself, within 30 s, and leave no process."""
+    folder = tmp_path_factory.mktemp(f"stop-{signum.name}")
+    marker = f"DATA_DIR={folder / 'data'}"
+    proc, _ = start(folder, WARMUP="false")
+    try:
+        assert _wait_for(lambda: len(_workers(marker)) == 1, 30), _processes_with(marker)
+        os.kill(proc.pid, signum)
+        proc.wait(timeout=30)
+        assert _wait_for(lambda: not _processes_with(marker), 5), "processes outlived the service"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+def test_a_killed_serve_takes_its_worker_with_it(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """SIGKILL of serve itself (no clean-up can run): the kernel stops the worker (parent-death signal)."""
+    folder = tmp_path_factory.mktemp("kill-serve")
+    marker = f"DATA_DIR={folder / 'data'}"
+    proc, _ = start(folder, WARMUP="false")
+    try:
+        assert _wait_for(lambda: len(_workers(marker)) == 1, 30), _processes_with(marker)
+        proc.kill()
+        proc.wait(timeout=10)
+        assert _wait_for(lambda: not _processes_with(marker), 30), "the worker outlived a killed serve"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+def test_a_job_whose_worker_is_killed_mid_job_finishes_once(
+    tmp_path_factory: pytest.TempPathFactory, shared_audio: Path
+) -> None:
+    """The embedded broker never hands a delivered message out again: the dead worker's lease expires and
+    the clock (a thread of serve) sends the part again; done within two minutes of the kill, once."""
+    import wave
+
+    import numpy as np
+
+    from proxyai.pipeline.audio import decode
+
+    folder = tmp_path_factory.mktemp("kill-mid-job")
+    marker = f"DATA_DIR={folder / 'data'}"
+    names = ("dialogue_2spk.wav", "meeting_4spk.wav", "phone_2spk.wav", "ru_support_call.wav")
+    samples = np.concatenate([decode(shared_audio / n).samples for n in names])
+    audio = folder / "long.wav"
+    with wave.open(str(audio), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(16_000)
+        w.writeframes((np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes())
+    with serve(folder) as (base, key, _):
+        headers = {"X-API-Key": key}
+        with open(audio, "rb") as fh:
+            r = httpx.post(f"{base}/upload/", files={"file": ("long.wav", fh, "audio/wav")}, headers=headers)
+        assert r.status_code == 200, r.text
+        upload_id = r.json()["upload_id"]
+
+        def status() -> dict[str, object]:
+            return dict(httpx.get(f"{base}/status/{upload_id}", headers=headers).json())
+
+        assert _wait_for(lambda: status()["stage"] == "transcribing", 120), status()
+        time.sleep(2)
+        assert status()["status"] == "processing"
+        (worker,) = _workers(marker)
+        os.kill(worker, signal.SIGKILL)
+        killed = time.monotonic()
+        assert _wait_for(lambda: status()["status"] in ("done", "failed"), 150), status()
+        assert status()["status"] == "done", status()
+        assert time.monotonic() - killed < 120
+        result = httpx.get(f"{base}/results/{upload_id}", headers=headers).json()
+        assert len(result["speakers"]) >= 2
+        done = [r for r in json_lines(folder) if r.get("event") == "job done" and r.get("upload_id") == upload_id]
+        assert len(done) == 1, done

@@ -48,10 +48,19 @@ def test_cleanup_deletes_old_finished_jobs_and_old_orphans_only(tmp_path: Path) 
     orphan_new.write_bytes(b"x")
     orphan_dir_new = files.results / "orphan-dir-new"
     orphan_dir_new.mkdir()
+    # partial uploads: one an API left two hours ago (swept), one being written now (kept)
+    fd, stale = files.new_upload()
+    os.close(fd)
+    os.utime(stale, (time.time() - 7200, time.time() - 7200))
+    fd, live = files.new_upload()
+    os.write(fd, b"part of an upload")
+    os.close(fd)
 
     outcome = cleanup_old_files.apply()
     assert outcome.successful(), outcome.traceback
-    assert outcome.result == {"jobs": 2, "orphans": 2}
+    assert outcome.result == {"jobs": 2, "orphans": 2, "partial_uploads": 1}
+    assert not Path(stale).exists()
+    assert Path(live).read_bytes() == b"part of an upload"
 
     for status in ("done", "failed"):
         gone = old[status]
@@ -73,7 +82,7 @@ def test_cleanup_deletes_old_finished_jobs_and_old_orphans_only(tmp_path: Path) 
     assert orphan_dir_new.exists()
 
     # nothing left to do the second time
-    assert cleanup_old_files.apply().result == {"jobs": 0, "orphans": 0}
+    assert cleanup_old_files.apply().result == {"jobs": 0, "orphans": 0, "partial_uploads": 0}
 
 
 def test_cleanup_keeps_everything_within_the_retention(tmp_path: Path) -> None:
@@ -88,6 +97,6 @@ def test_cleanup_keeps_everything_within_the_retention(tmp_path: Path) -> None:
     files.upload_path(row.id).write_bytes(b"audio")
     files.write_json(row.id, "result", {})
     result: Any = cleanup_old_files.apply().result
-    assert result == {"jobs": 0, "orphans": 0}
+    assert result == {"jobs": 0, "orphans": 0, "partial_uploads": 0}
     assert store.get_job(row.id) is not None
     assert files.upload_path(row.id).exists()

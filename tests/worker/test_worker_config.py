@@ -24,12 +24,25 @@ def test_time_limits_grow_with_the_duration(tmp_path: Path) -> None:
     assert 3600 < soft < hard
 
     previous = (0, 0)
-    for duration in (1, 30, 60, 600, 1800, 3600, 4 * 3600):
+    for duration in (1, 30, 60, 600, 1800, 3600, 3 * 3600):
         soft, hard = time_limits(settings, float(duration))
         assert soft < hard
         assert hard > 1.5 * duration  # a slow CPU transcribes at about real time, plus decoding
         assert soft >= previous[0] and hard >= previous[1]
         previous = (soft, hard)
+
+
+def test_time_limits_stop_growing_below_the_visibility_timeout(tmp_path: Path) -> None:
+    """The hard limit grows up to TASK_TIME_LIMIT_MAX and no further, and Redis' visibility timeout is
+    always above it (whatever CELERY_VISIBILITY_TIMEOUT says): the broker never hands a task that is
+    still running to a second worker."""
+    from proxyai.context import time_limits, visibility_timeout
+
+    settings = make_settings(tmp_path, broker=None, task_time_limit_max=7200, celery_visibility_timeout=3600)
+    hards = [time_limits(settings, float(d))[1] for d in (3600, 5000, 10**6)]
+    assert hards[0] == 600 + 5400 and hards[1] == hards[2] == 7200
+    assert visibility_timeout(settings) > 7200
+    assert visibility_timeout(make_settings(tmp_path, broker=None, celery_visibility_timeout=10**6)) == 10**6
 
 
 def test_time_limits_keep_soft_below_hard(tmp_path: Path) -> None:
@@ -94,7 +107,7 @@ def test_beat_schedule_runs_the_cleanup_daily(tmp_path: Path) -> None:
 @pytest.mark.parametrize("embedded", [True, False])
 def test_crash_safe_settings(tmp_path: Path, embedded: bool) -> None:
     """Late acknowledgement and redelivery of a lost worker's task, one message at a time; the Redis
-    visibility timeout from the settings."""
+    visibility timeout from the settings, raised above the largest hard time limit (6 h by default)."""
     from proxyai.worker.app import celery_app
 
     broker = None if embedded else "redis://127.0.0.1:6379/13"
@@ -103,7 +116,7 @@ def test_crash_safe_settings(tmp_path: Path, embedded: bool) -> None:
     assert conf.task_acks_late and conf.task_reject_on_worker_lost
     assert conf.worker_prefetch_multiplier == 1
     # the SQLAlchemy transport passes its options to create_engine: it gets none
-    expected = {} if embedded else {"visibility_timeout": 42, "unacked_restore_throttle": 1}
+    expected = {} if embedded else {"visibility_timeout": 6 * 3600 + 600, "unacked_restore_throttle": 1}
     assert conf.broker_transport_options == expected
 
 

@@ -273,6 +273,7 @@ def launch_worker(
     label: str,
     concurrency: int = 1,
     pool: str = "prefork",
+    beat: bool = False,
     **env_values: Any,
 ) -> Worker:
     """Start ``proxyai worker`` as a subprocess in a new session (its own process group)."""
@@ -292,6 +293,7 @@ def launch_worker(
                 pool,
                 "--concurrency",
                 str(concurrency),
+                *(["--beat"] if beat else []),
             ],
             env=worker_env(data_dir, **env_values),
             cwd=data_dir,  # no .env from the repository

@@ -39,8 +39,15 @@ def queue_depths(ctx: Context) -> dict[tuple[str, ...], float]:
     return depths
 
 
-@router.get("/health", response_model=Health, dependencies=[rate_limit("health")])
+@router.get(
+    "/health",
+    response_model=Health,
+    dependencies=[rate_limit("health")],
+    responses={503: {"model": Health, "description": "the database or the broker cannot be reached"}},
+)
 async def health(ctx: Ctx, response: Response) -> Health:
+    """``ok`` (200) when the database and the broker answer; ``failing`` (503, naming what failed and
+    why) otherwise, so that a load balancer or an orchestrator takes this instance out."""
     failing: dict[str, str] = {}
     for name, check in (("database", lambda: ctx.store.ping()), ("broker", lambda: _broker_check(ctx))):
         try:
@@ -48,7 +55,8 @@ async def health(ctx: Ctx, response: Response) -> Health:
         except Exception as exc:
             failing[name] = f"{type(exc).__name__}: {str(exc)[:200]}"
     if failing:
-        return Health(status="degraded", version=__version__, failing=failing)
+        response.status_code = 503
+        return Health(status="failing", version=__version__, failing=failing)
     return Health(status="ok", version=__version__)
 
 
