@@ -255,7 +255,10 @@ def delivered_messages(broker_url: str) -> int:
     its row for ever (it never redelivers it either: leases do): delete those rows."""
     from sqlalchemy import create_engine, text
 
-    engine = create_engine(broker_url.removeprefix("sqla+"))
+    url = broker_url.removeprefix("sqla+")
+    if not os.path.exists(url.split("///", 1)[-1]):
+        return 0
+    engine = create_engine(url)
     try:
         with engine.begin() as conn:
             if not conn.exec_driver_sql("SELECT name FROM sqlite_master WHERE name = 'kombu_message'").first():

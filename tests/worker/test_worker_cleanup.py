@@ -100,3 +100,38 @@ def test_cleanup_keeps_everything_within_the_retention(tmp_path: Path) -> None:
     assert result == {"jobs": 0, "orphans": 0, "partial_uploads": 0}
     assert store.get_job(row.id) is not None
     assert files.upload_path(row.id).exists()
+
+
+def test_cleanup_deletes_the_embedded_brokers_delivered_messages_only(tmp_path: Path) -> None:
+    """kombu's SQLAlchemy transport keeps a delivered message's row for ever (marked invisible): the daily
+    clean-up deletes those rows and never a message still waiting."""
+    import base64
+    import json
+    import sqlite3
+
+    from kombu import Connection
+
+    from proxyai.worker.tasks import delivered_messages
+
+    settings = make_settings(tmp_path / "data", broker=None)
+    settings.data_dir.mkdir(parents=True)
+    assert delivered_messages(settings.broker_url) == 0  # no broker file yet: nothing to do, none made
+    with Connection(settings.broker_url) as conn:
+        queue = conn.SimpleQueue("cleanup-test")
+        for n in range(3):
+            queue.put({"n": n})
+        for _ in range(2):
+            queue.get(timeout=5).ack()
+        queue.close()
+    db = str(tmp_path / "data" / "broker.db")
+
+    def rows() -> list[tuple[int, str]]:
+        with sqlite3.connect(db) as c:
+            return list(c.execute("SELECT visible, payload FROM kombu_message ORDER BY id"))
+
+    assert [visible for visible, _ in rows()] == [0, 0, 1]
+    assert delivered_messages(settings.broker_url) == 2
+    ((visible, payload),) = rows()
+    body = json.loads(base64.b64decode(json.loads(payload)["body"]))
+    assert visible == 1 and body == {"n": 2}
+    assert delivered_messages(settings.broker_url) == 0
