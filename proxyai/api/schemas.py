@@ -7,6 +7,8 @@ from typing import Any
 
 from pydantic import BaseModel, field_validator
 
+from proxyai.jobs import Stage
+from proxyai.jobs import Status as JobStatus
 from proxyai.store.db import Job
 
 
@@ -16,8 +18,8 @@ class UploadResponse(BaseModel):
 
 class Status(BaseModel):
     upload_id: str
-    status: str
-    stage: str
+    status: JobStatus
+    stage: Stage
     progress: int
     error: str | None
     created_at: datetime
@@ -34,9 +36,9 @@ class Status(BaseModel):
     def of(cls, job: Job) -> Status:
         return cls(
             upload_id=job.id,
-            status=job.status,
-            stage=job.stage,
-            progress=100 if job.status == "done" else min(job.progress, 99),
+            status=JobStatus(job.status),
+            stage=Stage(job.stage),
+            progress=100 if job.status == JobStatus.DONE else min(job.progress, 99),
             error=job.error,
             created_at=job.created_at,
             updated_at=job.updated_at,

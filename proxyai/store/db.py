@@ -37,8 +37,9 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
-STATUSES = ("queued", "processing", "done", "failed")
-ACTIVE = ("queued", "processing")
+from proxyai.jobs import ACTIVE, Part, Stage, Status, overall_progress
+
+STATUSES = tuple(s.value for s in Status)
 
 
 def now() -> datetime:
@@ -63,8 +64,8 @@ class Job(Base):
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=lambda: str(uuid.uuid4()))
     user_id: Mapped[str | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
-    status: Mapped[str] = mapped_column(String(16), default="queued", index=True)
-    stage: Mapped[str] = mapped_column(String(32), default="queued")
+    status: Mapped[str] = mapped_column(String(16), default=Status.QUEUED, index=True)
+    stage: Mapped[str] = mapped_column(String(32), default=Stage.QUEUED)
     progress: Mapped[int] = mapped_column(Integer, default=0)
     asr_progress: Mapped[float] = mapped_column(Float, default=0.0)
     diar_progress: Mapped[float] = mapped_column(Float, default=0.0)
@@ -211,18 +212,18 @@ class Store:
             result = s.execute(update(Job).where(Job.id == job_id).values(**values))
             return bool(getattr(result, "rowcount", 0))
 
-    def start_part(self, job_id: str, stage: str) -> bool:
+    def start_part(self, job_id: str, stage: Stage) -> bool:
         """Mark a job processing (unless it is finished); False when it is gone or done."""
         with self.session() as s:
             result = s.execute(
                 update(Job)
                 .where(Job.id == job_id, Job.status.in_(ACTIVE))
-                .values(status="processing", stage=stage, updated_at=now())
+                .values(status=Status.PROCESSING, stage=stage, updated_at=now())
             )
             return bool(getattr(result, "rowcount", 0))
 
-    def part_progress(self, job_id: str, part: str, fraction: float, stage: str) -> None:
-        column = Job.asr_progress if part == "asr" else Job.diar_progress
+    def part_progress(self, job_id: str, part: Part, fraction: float, stage: Stage) -> None:
+        column = Job.asr_progress if part == Part.ASR else Job.diar_progress
         with self.session() as s:
             job = s.get(Job, job_id)
             if job is None or job.status not in ACTIVE:
@@ -232,10 +233,10 @@ class Store:
             job.stage = stage
             job.updated_at = now()
 
-    def finish_part(self, job_id: str, part: str) -> Job | None:
+    def finish_part(self, job_id: str, part: Part) -> Job | None:
         """Record that ``part`` (``asr`` or ``diarization``) is written; return the job as it is then."""
-        flag = Job.asr_done if part == "asr" else Job.diar_done
-        prog = Job.asr_progress if part == "asr" else Job.diar_progress
+        flag = Job.asr_done if part == Part.ASR else Job.diar_done
+        prog = Job.asr_progress if part == Part.ASR else Job.diar_progress
         with self.session() as s:
             s.execute(update(Job).where(Job.id == job_id).values({flag: True, prog: 1.0, Job.updated_at: now()}))
         with self.session() as s:
@@ -245,14 +246,14 @@ class Store:
             return job
 
     def finish_job(self, job_id: str, duration: float | None) -> None:
-        self.update_job(job_id, status="done", stage="done", progress=100, error=None, duration=duration)
+        self.update_job(job_id, status=Status.DONE, stage=Stage.DONE, progress=100, error=None, duration=duration)
 
     def fail_job(self, job_id: str, message: str) -> None:
         with self.session() as s:
             s.execute(
                 update(Job)
-                .where(Job.id == job_id, Job.status != "done")
-                .values(status="failed", stage="failed", error=message[:2000], updated_at=now())
+                .where(Job.id == job_id, Job.status != Status.DONE)
+                .values(status=Status.FAILED, stage=Stage.FAILED, error=message[:2000], updated_at=now())
             )
 
     def delete_job(self, job_id: str) -> None:
@@ -262,9 +263,17 @@ class Store:
             s.execute(delete(Job).where(Job.id == job_id))
 
     # leases
-    def acquire_lease(self, job_id: str, part: str, holder: str, ttl: float, ticket: str | None = None) -> bool:
+    def lease_holder(self, job_id: str, part: str) -> str | None:
+        with self.session() as s:
+            lease = s.get(Lease, (job_id, part))
+            return lease.holder if lease is not None else None
+
+    def acquire_lease(
+        self, job_id: str, part: str, holder: str, ttl: float, ticket: str | None = None, dead: str | None = None
+    ) -> bool:
         """Take the lease on a part of an active job, unless another holder's lease is still live; a lease
-        the reaper left for the task it sent (``queued:<ticket>``) goes to that task."""
+        the reaper left for the task it sent (``queued:<ticket>``) goes to that task, and the lease of a
+        holder known to be ``dead`` to whoever asks."""
         until = time.time() + ttl
         try:
             with self.session() as s:
@@ -278,7 +287,8 @@ class Store:
                         Lease.part == part,
                         (Lease.holder == holder)
                         | (Lease.expires_at < time.time())
-                        | (Lease.holder == f"queued:{ticket}"),
+                        | (Lease.holder == f"queued:{ticket}")
+                        | (Lease.holder == (dead or "")),
                     )
                     .values(holder=holder, expires_at=until)
                 )
@@ -358,8 +368,3 @@ class Store:
                 else:
                     row.name = name
         return self.labels(job_id)
-
-
-def overall_progress(asr: float, diarization: float) -> int:
-    """Recognition weighs most; the last 5 % is the merge."""
-    return round(100 * (0.80 * asr + 0.15 * diarization))

@@ -32,6 +32,10 @@ class Files:
     def result_dir(self, job_id: str) -> Path:
         return self.results / job_id
 
+    def prepared_dir(self, job_id: str) -> Path:
+        """The decoded samples and speech map of a job (``proxyai.pipeline.prepared``)."""
+        return self.result_dir(job_id) / "prepared"
+
     def part_path(self, job_id: str, part: str) -> Path:
         return self.result_dir(job_id) / f"{part}.json"
 

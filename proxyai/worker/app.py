@@ -41,6 +41,7 @@ def configure(app: Celery, settings: Settings) -> None:
         ),
         task_default_queue=CPU_QUEUE,
         task_routes={
+            "proxyai.prepare_job": {"queue": CPU_QUEUE},
             "proxyai.diarize_full": {"queue": CPU_QUEUE},
             "proxyai.transcribe_segments": {"queue": GPU_QUEUE},
             "proxyai.cleanup_old_files": {"queue": CPU_QUEUE},

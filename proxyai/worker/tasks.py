@@ -16,7 +16,9 @@ from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
 from sqlalchemy.exc import OperationalError
 
 from proxyai.context import get_context, pipeline_options, time_limits, worker_queues
+from proxyai.jobs import PARTS, STAGE_OF, Part, Stage, Status
 from proxyai.observability import DIARIZATION_SECONDS, TASK_RUNS, VAD_SECONDS, WHISPER_SECONDS, get_logger
+from proxyai.pipeline import prepared
 from proxyai.pipeline.asr import AsrOptions, transcribe_chunks
 from proxyai.pipeline.audio import AudioError
 from proxyai.pipeline.diarize import DiarizationError
@@ -78,7 +80,9 @@ class JobTask(Task):  # type: ignore[misc]
     def on_failure(self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
         upload_id = args[0] if args else kwargs.get("upload_id")
         if upload_id:
-            get_context().store.fail_job(upload_id, failure_message(exc))
+            ctx = get_context()
+            ctx.store.fail_job(upload_id, failure_message(exc))
+            prepared.drop_samples(ctx.files.prepared_dir(upload_id))
         log.error("task failed", error=f"{type(exc).__name__}: {exc}")
 
 
@@ -90,24 +94,6 @@ def failure_message(exc: BaseException) -> str:
     if isinstance(exc, USER_ERRORS):
         return str(exc)
     return f"internal error ({type(exc).__name__}); the job can be uploaded again"
-
-
-def _prepare(upload_id: str) -> tuple[Prepared, Any] | None:
-    ctx = get_context()
-    job = ctx.store.get_job(upload_id)
-    if job is None or job.status in ("done", "failed"):
-        log.info("job gone or finished, nothing to do")
-        return None
-    options = pipeline_options(ctx.settings, job.options_dict())
-    t0 = time.perf_counter()
-    try:
-        prep = prepare(ctx.files.upload_path(upload_id), options)
-    except AudioError:
-        if _deleted(upload_id):
-            return None
-        raise
-    VAD_SECONDS.observe(time.perf_counter() - t0)
-    return prep, options
 
 
 def _throttled(fn: Callable[[float], None], every: float = 1.0) -> Callable[[float], None]:
@@ -122,12 +108,52 @@ def _throttled(fn: Callable[[float], None], every: float = 1.0) -> Callable[[flo
     return call
 
 
-def _run_part(
-    task: JobTask, upload_id: str, part: str, stage: str, compute: Callable[[Prepared, Any], dict[str, Any]]
-) -> None:
-    """Under the part's lease: re-read the job, compute one part and save it atomically (skipped when it
-    is already saved, as when a task runs again), then record it and merge if it was the second."""
+@celery_app.task(base=JobTask, bind=True, name="proxyai.prepare_job")
+def prepare_job(self: JobTask, upload_id: str, correlation_id: str | None = None) -> None:
+    """The first step (the CPU queue): decode the upload and map its speech, once, beside it; then send
+    the two parts, which read that instead of decoding and scanning the audio again."""
     ctx = get_context()
+    folder = ctx.files.prepared_dir(upload_id)
+    with leased(ctx.store, upload_id, Part.PREPARE, self.request.id, ctx.settings.lease_seconds) as held:
+        if not held:
+            log.info("preparation leased by a live task, or its job finished: nothing to do")
+            return
+        job = ctx.store.get_job(upload_id)
+        if job is None:
+            return
+        flags = {Part.ASR: job.asr_done, Part.DIARIZATION: job.diar_done}
+        todo = [p for p in PARTS if not (flags[p] and ctx.files.part_path(upload_id, p).exists())]
+        speech = prepared.read_speech_map(folder)
+        if speech is None or (todo and not prepared.has_samples(folder)):
+            if not ctx.store.start_part(upload_id, Stage.PREPARING):
+                return
+            options = pipeline_options(ctx.settings, job.options_dict())
+            try:
+                prep = prepare(ctx.files.upload_path(upload_id), options)
+            except AudioError:
+                if _deleted(upload_id):
+                    return
+                raise
+            VAD_SECONDS.observe(prep.timings["vad"])
+            prepared.save(prep, folder)
+            if _deleted(upload_id):
+                return
+            ctx.store.update_job(upload_id, duration=round(prep.duration, 3))
+            speech = prepared.speech_map(prep)
+            del prep
+            log.info("prepared", duration=round(speech["duration"], 2), split=speech["split"], **speech["timings"])
+        for part in todo:  # sent under the lease: a crash before this point sends the preparation again
+            send_part(part, upload_id, job.correlation_id, float(speech["duration"]))
+        if not todo:
+            _finish(upload_id, None)
+
+
+def _run_part(task: JobTask, upload_id: str, part: Part, compute: Callable[[Prepared, Any], dict[str, Any]]) -> None:
+    """Under the part's lease: re-read the job, compute one part from the prepared recording and save it
+    atomically (skipped when it is already saved, as when a task runs again), then record it and merge
+    if it was the second."""
+    ctx = get_context()
+    unprepared = None
     with leased(ctx.store, upload_id, part, task.request.id, ctx.settings.lease_seconds) as held:
         if not held:
             log.info("part leased by a live task, or its job finished: nothing to do", part=part)
@@ -135,20 +161,38 @@ def _run_part(
         if ctx.files.part_path(upload_id, part).exists():
             log.info("part already saved", part=part)
         else:
-            if not ctx.store.start_part(upload_id, stage):
+            job = ctx.store.get_job(upload_id)
+            prep = prepared.load(ctx.files.prepared_dir(upload_id))
+            if job is None:
                 return
-            prepared = _prepare(upload_id)
-            if prepared is None:
-                return
-            prep, options = prepared
-            t0 = time.perf_counter()
-            data = compute(prep, options)
-            data.update(duration=prep.duration, split=prep.split)
-            ctx.files.write_json(upload_id, part, data)
-            if _deleted(upload_id):
-                return
-            log.info("part saved", part=part, seconds=round(time.perf_counter() - t0, 2))
-        _finish(upload_id, part)
+            if prep is None:  # not prepared (its files were lost): prepare again, which sends the part
+                log.warning("the job is not prepared; preparing it again", part=part)
+                unprepared = job
+            else:
+                computed = _compute_part(upload_id, part, job, prep, compute)
+                del prep
+                if not computed or _deleted(upload_id):
+                    return
+        if unprepared is None:
+            _finish(upload_id, part)
+    if unprepared is not None:  # sent once this part's lease is released, so the part can be sent again
+        send_part(Part.PREPARE, upload_id, unprepared.correlation_id, unprepared.duration)
+
+
+def _compute_part(
+    upload_id: str, part: Part, job: Any, prep: Prepared, compute: Callable[[Prepared, Any], dict[str, Any]]
+) -> bool:
+    """Compute and save one part; False when the job finished meanwhile (nothing computed)."""
+    ctx = get_context()
+    if not ctx.store.start_part(upload_id, STAGE_OF[part]):
+        return False
+    options = pipeline_options(ctx.settings, job.options_dict())
+    t0 = time.perf_counter()
+    data = compute(prep, options)
+    data["seconds"] = round(time.perf_counter() - t0, 3)
+    ctx.files.write_json(upload_id, part, data)
+    log.info("part saved", part=part, seconds=data["seconds"])
+    return True
 
 
 def _deleted(upload_id: str) -> bool:
@@ -167,14 +211,14 @@ def _deleted(upload_id: str) -> bool:
 def transcribe_segments(self: JobTask, upload_id: str, correlation_id: str | None = None) -> None:
     """Speech recognition of every voice chunk (the GPU queue)."""
     ctx = get_context()
-    report = _throttled(lambda f: ctx.store.part_progress(upload_id, "asr", f, "transcribing"))
+    report = _throttled(lambda f: ctx.store.part_progress(upload_id, Part.ASR, f, Stage.TRANSCRIBING))
 
     def compute(prep: Prepared, options: Any) -> dict[str, Any]:
         with WHISPER_SECONDS.time():
             result = transcribe(prep, options, progress=lambda _stage, f: report(f))
         return transcription_to_dict(result)
 
-    _run_part(self, upload_id, "asr", "transcribing", compute)
+    _run_part(self, upload_id, Part.ASR, compute)
 
 
 @celery_app.task(base=JobTask, bind=True, name="proxyai.diarize_full")
@@ -185,37 +229,47 @@ def diarize_full(self: JobTask, upload_id: str, correlation_id: str | None = Non
         with DIARIZATION_SECONDS.time():
             return {"turns": turns_to_list(diarize(prep, options, threads=diarization_threads()))}
 
-    _run_part(self, upload_id, "diarization", "diarizing", compute)
+    _run_part(self, upload_id, Part.DIARIZATION, compute)
 
 
-def _finish(upload_id: str, part: str) -> None:
-    """Record the part; when both are there, merge (idempotent: the result file is replaced whole)."""
+def _finish(upload_id: str, part: Part | None) -> None:
+    """Record the part; when both are there, merge them with the speech map (idempotent: the result
+    file is replaced whole), then drop the prepared samples."""
     ctx = get_context()
-    job = ctx.store.finish_part(upload_id, part)
+    job = ctx.store.finish_part(upload_id, part) if part is not None else ctx.store.get_job(upload_id)
     if job is None or not (job.asr_done and job.diar_done):
         return
-    if job.status == "done" and ctx.files.part_path(upload_id, "result").exists():
+    if job.status == Status.DONE and ctx.files.part_path(upload_id, "result").exists():
         return
-    asr = ctx.files.read_json(upload_id, "asr")
-    diar = ctx.files.read_json(upload_id, "diarization")
-    if asr is None or diar is None:  # a part's flag without its file: redo that part
-        missing = "asr" if asr is None else "diarization"
-        ctx.store.update_job(upload_id, **{"asr_done" if missing == "asr" else "diar_done": False})
+    asr = ctx.files.read_json(upload_id, Part.ASR)
+    diar = ctx.files.read_json(upload_id, Part.DIARIZATION)
+    speech = prepared.read_speech_map(ctx.files.prepared_dir(upload_id))
+    if asr is None or diar is None or speech is None:  # a part's flag without its file: redo what is missing
+        if speech is None:  # the preparation merges once it has mapped the speech again
+            send_part(Part.PREPARE, upload_id, job.correlation_id, job.duration)
+            return
+        missing = Part.ASR if asr is None else Part.DIARIZATION
+        ctx.store.update_job(upload_id, **{"asr_done" if missing == Part.ASR else "diar_done": False})
         send_part(missing, upload_id, job.correlation_id, job.duration)
         return
-    ctx.store.update_job(upload_id, stage="merging")
+    ctx.store.update_job(upload_id, stage=Stage.MERGING)
     options = pipeline_options(ctx.settings, job.options_dict())
+    t0 = time.perf_counter()
+    timings = {**speech.get("timings", {}), "asr": asr.get("seconds", 0.0), "diarization": diar.get("seconds", 0.0)}
     result = build_result(
-        float(asr["duration"]),
-        bool(asr["split"]),
+        float(speech["duration"]),
+        bool(speech["split"]),
         transcription_from_dict(asr),
         turns_from_list(diar["turns"]),
         options,
+        timings,
     )
+    result["timings"]["merge"] = round(time.perf_counter() - t0, 3)
     ctx.files.write_json(upload_id, "result", result)
     if _deleted(upload_id):
         return
     ctx.store.finish_job(upload_id, result["duration"])
+    prepared.drop_samples(ctx.files.prepared_dir(upload_id))
     log.info("job done", speakers=len(result["speakers"]), segments=len(result["segments"]))
 
 
@@ -268,19 +322,22 @@ def delivered_messages(broker_url: str) -> int:
         engine.dispose()
 
 
-PART_TASKS = {"asr": "proxyai.transcribe_segments", "diarization": "proxyai.diarize_full"}
+PART_TASKS = {
+    Part.PREPARE: "proxyai.prepare_job",
+    Part.ASR: "proxyai.transcribe_segments",
+    Part.DIARIZATION: "proxyai.diarize_full",
+}
 
 
 def enqueue(upload_id: str, correlation_id: str | None, duration: float | None) -> None:
-    """Send both parts of a job; they run in parallel on their queues."""
-    for part in ("diarization", "asr"):
-        send_part(part, upload_id, correlation_id, duration)
+    """Start a job: its preparation, which sends the two parts (they run in parallel on their queues)."""
+    send_part(Part.PREPARE, upload_id, correlation_id, duration)
 
 
 def send_part(
     part: str, upload_id: str, correlation_id: str | None, duration: float | None, task_id: str | None = None
 ) -> None:
-    task = diarize_full if part == "diarization" else transcribe_segments
+    task = celery_app.tasks[PART_TASKS[Part(part)]]
     soft, hard = time_limits(get_context().settings, duration)
     task.apply_async(
         (upload_id, correlation_id),

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import re
 import select
 import signal
 import socket
@@ -75,7 +76,11 @@ def test_upload_to_results_labels_and_formats(server: tuple[str, str, Path], sha
     # the worker's log lines of this job carry its upload id and the request's correlation id
     lines = json_lines(folder)
     task_lines = [x for x in lines if x.get("task") and x.get("upload_id") == upload_id]
-    assert {x["task"] for x in task_lines} >= {"proxyai.diarize_full", "proxyai.transcribe_segments"}
+    assert {x["task"] for x in task_lines} >= {
+        "proxyai.prepare_job",
+        "proxyai.diarize_full",
+        "proxyai.transcribe_segments",
+    }
     assert all(x.get("correlation_id") == "serve-e2e-1" for x in task_lines)
 
     assert (folder / "data" / "broker.db").exists()  # the queue is in SQLite too
@@ -83,6 +88,8 @@ def test_upload_to_results_labels_and_formats(server: tuple[str, str, Path], sha
     metrics = httpx.get(f"{base}/metrics").text
     assert 'proxyai_jobs{status="done"} 1.0' in metrics
     assert "whisper_transcription_seconds_count" in metrics  # observed in the worker process
+    # one job (the first of this server): decoded and scanned for speech once, not once per part
+    assert re.search(r"^vad_segmentation_seconds_count 1\.0$", metrics, re.M), metrics
     assert 'celery_task_runs_total{outcome="success",task="proxyai.transcribe_segments"}' in metrics
 
 

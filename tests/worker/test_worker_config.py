@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -63,28 +64,44 @@ def _messages(redis_db: Any, queue: str) -> list[dict[str, Any]]:
     return out
 
 
-def test_enqueue_sends_both_parts_with_the_time_limits_and_the_correlation_id(tmp_path: Path, redis_db: Any) -> None:
+def test_a_job_starts_with_its_preparation_which_sends_both_parts(
+    tmp_path: Path, redis_db: Any, dialogue_wav: Path
+) -> None:
+    """``enqueue`` sends the preparation (the CPU queue) with the limits for the duration the upload
+    claimed; the preparation sends both parts with the limits for the duration it decoded, and the same
+    correlation id."""
     from proxyai.context import time_limits
-    from proxyai.worker.tasks import enqueue
+    from proxyai.worker.tasks import enqueue, prepare_job
 
     settings = make_settings(tmp_path / "data")
     api = make_api(settings)
     job = api.ctx.store.create_job(None, "a.wav", 10, 3600.0, {}, "cid-enqueue")
+    shutil.copyfile(dialogue_wav, api.ctx.files.upload_path(job.id))
     redis_db.delete("preprocess_cpu", "preprocess_gpu")
     try:
         enqueue(job.id, "cid-enqueue", 3600.0)
-        soft, hard = time_limits(settings, 3600.0)
+        first = _messages(redis_db, "preprocess_cpu")
+        assert not redis_db.llen("preprocess_gpu")
+        redis_db.delete("preprocess_cpu")
+        outcome = prepare_job.apply(args=(job.id, "cid-enqueue"))
+        assert outcome.successful(), outcome.traceback
         cpu, gpu = _messages(redis_db, "preprocess_cpu"), _messages(redis_db, "preprocess_gpu")
     finally:
         redis_db.delete("preprocess_cpu", "preprocess_gpu")
+    assert [m["headers"]["task"] for m in first] == ["proxyai.prepare_job"]
     assert [m["headers"]["task"] for m in cpu] == ["proxyai.diarize_full"]
     assert [m["headers"]["task"] for m in gpu] == ["proxyai.transcribe_segments"]
-    for message in cpu + gpu:
-        headers = message["headers"]
-        assert headers["timelimit"] == [hard, soft]
-        assert headers["correlation_id"] == "cid-enqueue"
-        args, kwargs, _ = message["body"]
-        assert args == [job.id, "cid-enqueue"] and kwargs == {}
+    decoded = api.ctx.store.get_job(job.id).duration
+    assert decoded == pytest.approx(29.24, abs=0.05)
+    for messages, duration in ((first, 3600.0), (cpu + gpu, decoded)):
+        soft, hard = time_limits(settings, duration)
+        for message in messages:
+            headers = message["headers"]
+            assert headers["timelimit"] == [hard, soft]
+            assert headers["correlation_id"] == "cid-enqueue"
+            args, kwargs, _ = message["body"]
+            assert args == [job.id, "cid-enqueue"] and kwargs == {}
+    assert time_limits(settings, 3600.0) != time_limits(settings, decoded)
 
 
 def test_beat_schedule_runs_the_cleanup_daily(tmp_path: Path) -> None:
@@ -131,17 +148,17 @@ def test_switching_the_broker_back_and_forth_publishes_to_the_current_one(tmp_pa
     try:
         job = api.ctx.store.create_job(None, "a.wav", 10, 1.0, {}, "cid-1")
         enqueue(job.id, "cid-1", 1.0)
-        assert redis_db.llen("preprocess_gpu") == 1
+        assert redis_db.llen("preprocess_cpu") == 1
 
         embedded = make_api(make_settings(tmp_path / "embedded", broker=None), fresh_connections=False)
         job = embedded.ctx.store.create_job(None, "b.wav", 10, 1.0, {}, "cid-2")
         enqueue(job.id, "cid-2", 1.0)
-        assert redis_db.llen("preprocess_gpu") == 1, "a task for the embedded broker went to Redis"
+        assert redis_db.llen("preprocess_cpu") == 1, "a task for the embedded broker went to Redis"
 
         api = make_api(redis_settings, fresh_connections=False)
         job = api.ctx.store.create_job(None, "c.wav", 10, 1.0, {}, "cid-3")
         enqueue(job.id, "cid-3", 1.0)
-        assert redis_db.llen("preprocess_gpu") == 2
+        assert redis_db.llen("preprocess_cpu") == 2
     finally:
         redis_db.delete("preprocess_cpu", "preprocess_gpu")
         forget_broker_connections()

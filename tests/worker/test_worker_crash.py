@@ -12,8 +12,10 @@ from typing import Any
 import pytest
 from worker_helpers import (
     BOTH_QUEUES,
+    DONE_FILES,
     Worker,
     concat_wav,
+    job_files,
     make_api,
     make_settings,
     migrate,
@@ -96,7 +98,7 @@ def test_job_survives_sigkill_of_its_worker_and_is_merged_once(
 
     # written once: one result file, no temporary files left behind
     folder = settings.results / upload_id
-    assert sorted(p.name for p in folder.iterdir()) == ["asr.json", "diarization.json", "result.json"]
+    assert job_files(folder) == DONE_FILES
     result = api.client.get(f"/results/{upload_id}", headers=api.headers)
     assert result.status_code == 200, result.text
     assert len(result.json()["speakers"]) >= 2
@@ -108,8 +110,91 @@ def test_job_survives_sigkill_of_its_worker_and_is_merged_once(
     assert len(merges) == 1, merges
     assert merges[0]["correlation_id"] == correlation_id
     assert saved(second, "asr", upload_id=upload_id, correlation_id=correlation_id)
-    assert sorted(p.name for p in folder.iterdir()) == ["asr.json", "diarization.json", "result.json"]
+    assert job_files(folder) == DONE_FILES
     assert api.status(upload_id)["status"] == "done"
+
+
+@pytest.mark.parametrize("stage", ["preparing", "diarizing", "merging"])
+def test_a_worker_killed_in_any_stage_is_recovered_once(
+    tmp_path: Path, redis_db: Any, workers: Any, dialogue_wav: Path, stage: str
+) -> None:
+    """SIGKILL of the worker while the job is in ``stage`` (held there by a test stub that makes the
+    stage sleep first: on this recording each takes well under a second); default settings: the job is
+    done within two minutes, prepared and merged once in all."""
+    data = tmp_path / "data"
+    settings = make_settings(data)
+    migrate(settings)
+    api = make_api(settings)
+    from proxyai.worker.app import celery_app
+
+    first: Worker = workers(data, BOTH_QUEUES, "first", slow_stage=f"{stage}:60")
+    first.wait_ping(celery_app, timeout=60)
+    first.wait_event("models warm", timeout=90)
+    upload_id, correlation_id = api.upload(dialogue_wav)
+    _wait_for_stage(api, upload_id, stage, first)
+    time.sleep(1)
+    assert api.status(upload_id)["stage"] == stage
+    first.kill(signal.SIGKILL)
+    assert first.proc.wait(timeout=10) == -signal.SIGKILL
+    killed = time.monotonic()
+    assert api.status(upload_id)["status"] == "processing"
+
+    second: Worker = workers(data, BOTH_QUEUES, "second", beat=True)
+    final = api.wait_finished(upload_id, timeout=150)
+    assert final["status"] == "done", f"{final}\n{second.tail()}"
+    assert time.monotonic() - killed < 120, "recovered, but later than two minutes after the kill"
+    second.wait_for(lambda: second.events("job done", upload_id=upload_id), 20, "job done line")
+    for event in ("prepared", "job done"):
+        lines = first.events(event, upload_id=upload_id) + second.events(event, upload_id=upload_id)
+        assert len(lines) == 1, (event, lines)
+        assert lines[0]["correlation_id"] == correlation_id
+    assert job_files(settings.results / upload_id) == DONE_FILES
+    result = api.client.get(f"/results/{upload_id}", headers=api.headers).json()
+    assert len(result["speakers"]) == 2 and result["segments"]
+
+
+def _wait_for_stage(api: Any, upload_id: str, stage: str, worker: Worker, timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        status = api.status(upload_id)
+        assert status["status"] != "done", f"the job finished before the worker could be killed: {status}"
+        if status["stage"] == stage:
+            return
+        assert time.monotonic() < deadline, f"the job never reached {stage}: {status}\n{worker.tail()}"
+        time.sleep(0.1)
+
+
+def test_a_pool_process_killed_out_of_memory_mid_job_is_recovered_at_once(
+    tmp_path: Path, redis_db: Any, workers: Any, long_wav: Path
+) -> None:
+    """The out-of-memory killer takes the pool process in the middle of recognition (simulated: SIGKILL
+    to that process alone, as the kernel sends it). Celery starts another pool process and hands it the
+    message again; the new process sees that the lease's holder died on this machine and takes the part
+    over at once, without waiting for the lease to expire."""
+    data = tmp_path / "data"
+    settings = make_settings(data)
+    migrate(settings)
+    api = make_api(settings)
+    from proxyai.worker.app import celery_app
+
+    worker: Worker = workers(data, BOTH_QUEUES, "oom")
+    worker.wait_ping(celery_app, timeout=60)
+    worker.wait_event("models warm", timeout=90)
+    upload_id, _ = api.upload(long_wav)
+    _wait_for_stage(api, upload_id, "transcribing", worker)
+    time.sleep(2)
+    (child,) = _children(worker.proc.pid)
+    os.kill(child, signal.SIGKILL)
+    killed = time.monotonic()
+    final = api.wait_finished(upload_id, timeout=150)
+    assert final["status"] == "done", f"{final}\n{worker.tail()}"
+    assert time.monotonic() - killed < 120
+    assert worker.proc.poll() is None, "the worker's main process should have survived"
+    took = worker.events("took over the part of a process that died on this machine", upload_id=upload_id)
+    assert [line["part"] for line in took] == ["asr"], worker.tail()
+    assert f":{child}:" in took[0]["dead"]
+    assert len(worker.events("job done", upload_id=upload_id)) == 1
+    assert job_files(settings.results / upload_id) == DONE_FILES
 
 
 def test_worker_recovers_when_its_pool_process_dies(
@@ -153,10 +238,12 @@ def test_worker_recovers_when_its_pool_process_dies(
 
 
 def test_a_job_over_its_time_limit_fails_with_a_message(
-    tmp_path: Path, redis_db: Any, workers: Any, long_wav: Path
+    tmp_path: Path, redis_db: Any, workers: Any, dialogue_wav: Path
 ) -> None:
-    """``enqueue`` gives each part the limits for the job's duration, the worker enforces them: a part
-    that runs past its soft limit fails the job with a message that says what to do."""
+    """``enqueue`` sends the preparation with the limits for the duration the upload claimed (the parts
+    get the limits for the decoded one), the worker enforces them: a step that runs past its soft limit
+    fails the job with a message that says what to do. (The preparation is held up by the test stub
+    that makes it sleep first: no real stage of a recording is that slow.)"""
     from proxyai.context import time_limits
     from proxyai.worker.tasks import enqueue
 
@@ -167,15 +254,14 @@ def test_a_job_over_its_time_limit_fails_with_a_message(
     api = make_api(settings)
     from proxyai.worker.app import celery_app
 
-    worker: Worker = workers(data, BOTH_QUEUES, "limits", **limits)
+    worker: Worker = workers(data, BOTH_QUEUES, "limits", slow_stage="preparing:60", **limits)
     worker.wait_ping(celery_app, timeout=60)
     worker.wait_event("models warm", timeout=90)
-    # 2.5 minutes of audio on a job that says it is 1 s long: limits of (6 s, 11 s), too short for it
     assert time_limits(settings, 1.0) == (6, 11)
     user = api.ctx.store.user_by_key(api.key)
     assert user is not None
-    job = api.ctx.store.create_job(user.id, "long_call.wav", long_wav.stat().st_size, 1.0, {}, "cid-limit")
-    api.ctx.files.upload_path(job.id).write_bytes(long_wav.read_bytes())
+    job = api.ctx.store.create_job(user.id, "call.wav", dialogue_wav.stat().st_size, 1.0, {}, "cid-limit")
+    api.ctx.files.upload_path(job.id).write_bytes(dialogue_wav.read_bytes())
     enqueue(job.id, "cid-limit", 1.0)
 
     final = api.wait_finished(job.id, timeout=90)

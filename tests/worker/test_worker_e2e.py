@@ -12,8 +12,10 @@ from typing import Any
 
 import pytest
 from worker_helpers import (
+    DONE_FILES,
     Api,
     Worker,
+    job_files,
     launch_worker,
     make_api,
     make_settings,
@@ -103,11 +105,7 @@ def test_job_runs_end_to_end_on_two_workers(run: Run) -> None:
     assert {seg["speaker"] for seg in result["segments"]} <= set(speakers)
 
     # exactly one result file
-    assert sorted(p.name for p in (run.results_dir / uid).iterdir()) == [
-        "asr.json",
-        "diarization.json",
-        "result.json",
-    ]
+    assert job_files(run.results_dir / uid) == DONE_FILES
 
     # a name for a speaker, used by the JSON and by the subtitles
     first = result["segments"][0]["speaker"]
@@ -134,6 +132,10 @@ def test_parts_ran_in_their_own_worker_processes_in_parallel(run: Run) -> None:
     assert not _runs(run.cpu, "transcribe_segments", uid)
     assert not _runs(run.gpu, "diarize_full", uid)
     assert run.cpu.proc.pid != run.gpu.proc.pid
+    # the recording was decoded and its speech mapped once, on the CPU queue, before both parts
+    (prepared,) = _runs(run.cpu, "prepare_job", uid)
+    assert not _runs(run.gpu, "prepare_job", uid)
+    assert prepared[0] < min(cpu_runs[0][0], gpu_runs[0][0])
 
     # every line either task wrote about the job carries the job's ids
     for worker in (run.cpu, run.gpu):

@@ -91,3 +91,34 @@ def test_two_tasks_racing_for_an_expired_lease_get_it_once(tmp_path: Path) -> No
     for t in threads:
         t.join()
     assert len(wins) == 1, wins
+
+
+def test_the_lease_of_a_process_that_died_on_this_machine_is_taken_over_at_once(tmp_path: Path) -> None:
+    """A pool process killed out of memory: the process that gets its message again takes the part over
+    without waiting for the lease to expire; a live process's lease, or another machine's, it leaves."""
+    import subprocess
+    import sys
+
+    from proxyai.worker.lease import dead_here
+
+    store, job = _store(tmp_path)
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    me = holder("t1")
+    machine = me.split(":", 1)[0]
+    dead, other_machine = f"{machine}:{gone.pid}:t0", f"elsewhere/1:{gone.pid}:t0"
+    assert dead_here(dead) and not dead_here(other_machine) and not dead_here(me) and not dead_here(None)
+    with subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"]) as alive:
+        try:
+            assert not dead_here(f"{machine}:{alive.pid}:t0")
+        finally:
+            alive.kill()
+
+    assert store.acquire_lease(job, "asr", other_machine, ttl=60)
+    with leased(store, job, "asr", "t1", ttl=60) as held:
+        assert not held  # another machine's live lease
+    store.release_lease(job, "asr", other_machine)
+    assert store.acquire_lease(job, "asr", dead, ttl=60)
+    with leased(store, job, "asr", "t1", ttl=60) as held:
+        assert held
+        assert store.lease_holder(job, "asr") == me

@@ -274,10 +274,17 @@ def launch_worker(
     concurrency: int = 1,
     pool: str = "prefork",
     beat: bool = False,
+    slow_stage: str | None = None,
     **env_values: Any,
 ) -> Worker:
-    """Start ``proxyai worker`` as a subprocess in a new session (its own process group)."""
+    """Start ``proxyai worker`` as a subprocess in a new session (its own process group). ``slow_stage``
+    (``<stage>:<seconds>``): a test stub makes that stage of every job sleep first (``slow_stage/``)."""
     log_dir.mkdir(parents=True, exist_ok=True)
+    env = worker_env(data_dir, **env_values)
+    if slow_stage:
+        stub = str(Path(__file__).parent / "slow_stage")
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [stub, env.get("PYTHONPATH")]))
+        env["PROXYAI_TEST_SLOW_STAGE"] = slow_stage
     log = log_dir / f"worker-{label}.log"
     out = open(log, "wb")  # noqa: SIM115 - the child holds it; closed after the fork below
     try:
@@ -295,7 +302,7 @@ def launch_worker(
                 str(concurrency),
                 *(["--beat"] if beat else []),
             ],
-            env=worker_env(data_dir, **env_values),
+            env=env,
             cwd=data_dir,  # no .env from the repository
             stdin=subprocess.DEVNULL,
             stdout=out,
@@ -317,6 +324,15 @@ def migrate(settings: Any) -> None:
 
 
 PART_EVENTS = {"asr": "recognition saved", "diarization": "diarization saved"}
+
+
+# what a finished job's folder holds: both parts, the result, the speech map (the samples are dropped)
+DONE_FILES = ["asr.json", "diarization.json", "prepared/speech.json", "result.json"]
+
+
+def job_files(folder: Path) -> list[str]:
+    """Every file under a job's results folder, relative to it (temporary files included)."""
+    return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
 
 
 def saved(worker: Worker, part: str, **match: Any) -> list[dict[str, Any]]:

@@ -11,7 +11,9 @@ from fastapi.responses import FileResponse, JSONResponse
 from starlette.responses import MalformedRangeHeader, RangeNotSatisfiable
 
 from proxyai.api.deps import Ctx, CurrentUser, OwnedJob, rate_limit
-from proxyai.api.schemas import JobList, Labels, Status
+from proxyai.api.schemas import JobList, Labels
+from proxyai.api.schemas import Status as StatusBody
+from proxyai.jobs import ACTIVE, Status
 from proxyai.pipeline.formats import CONTENT_TYPES, FORMATS, apply_names, render
 from proxyai.store.db import Job
 
@@ -20,9 +22,9 @@ router = APIRouter(tags=["jobs"])
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
-@router.get("/status/{upload_id}", response_model=Status, responses={404: {"description": "unknown upload"}})
-async def status(job: OwnedJob) -> Status:
-    return Status.of(job)
+@router.get("/status/{upload_id}", response_model=StatusBody, responses={404: {"description": "unknown upload"}})
+async def status(job: OwnedJob) -> StatusBody:
+    return StatusBody.of(job)
 
 
 @router.get("/jobs", response_model=JobList)
@@ -34,13 +36,14 @@ def jobs(
 ) -> JobList:
     """The caller's jobs, newest first."""
     rows, total = ctx.store.list_jobs(user.id, limit, offset)
-    return JobList(items=[Status.of(j) for j in rows], total=total, limit=limit, offset=offset)
+    return JobList(items=[StatusBody.of(j) for j in rows], total=total, limit=limit, offset=offset)
 
 
 def _result(ctx: Ctx, job: Job) -> dict[str, Any]:
-    if job.status != "done":
-        status_code = 409 if job.status == "failed" else 202
-        detail = f"the job failed: {job.error}" if job.status == "failed" else f"the job is {job.status}, not done yet"
+    if job.status != Status.DONE:
+        failed = job.status == Status.FAILED
+        status_code = 409 if failed else 202
+        detail = f"the job failed: {job.error}" if failed else f"the job is {job.status}, not done yet"
         raise HTTPException(status_code, detail, headers={"X-Job-Status": job.status})
     result = ctx.files.read_json(job.id, "result")
     if result is None:
@@ -98,7 +101,7 @@ def set_labels(
     names: Annotated[dict[str, Any], Body(examples=[{"SPEAKER_00": "Diane"}])],
 ) -> Labels:
     """Name speakers; results and every format use the names from then on."""
-    if job.status in ("queued", "processing"):
+    if job.status in ACTIVE:
         raise HTTPException(409, f"the job is {job.status}: speakers can be named once it is done")
     result = _result(ctx, job)
     known = {s["id"] for s in result.get("speakers", [])}
