@@ -137,6 +137,7 @@ class _Bar:
 
 
 def transcribe(args: argparse.Namespace) -> int:
+    from proxyai.jobs import JobOptions
     from proxyai.pipeline.asr import AsrOptions
     from proxyai.pipeline.audio import probe
     from proxyai.pipeline.cluster import ClusterOptions
@@ -153,6 +154,17 @@ def transcribe(args: argparse.Namespace) -> int:
         folder = Path(args.output).resolve().parent
         if not folder.is_dir():
             raise ValueError(f"cannot write {args.output}: no such directory {folder}")
+    job = JobOptions.parse(
+        {
+            "language": args.language,
+            "task": args.task,
+            "num_speakers": args.num_speakers,
+            "min_speakers": args.min_speakers,
+            "max_speakers": args.max_speakers,
+            "diarization": args.diarization,
+            "channels": args.channels,
+        }
+    )
     info = probe(args.file)
     options = PipelineOptions(
         model=args.model,
@@ -161,22 +173,22 @@ def transcribe(args: argparse.Namespace) -> int:
         encoder=args.encoder,
         vad_level=args.vad_level,
         segment_length=args.segment_length,
-        channels=args.channels,
+        channels=job.channels,
         pyannote_protocol=os.environ.get("PYANNOTE_PROTOCOL") or None,
         huggingface_token=os.environ.get("HUGGINGFACE_TOKEN") or None,
         asr=AsrOptions(
-            language=args.language,
-            task=args.task,
+            language=job.language,
+            task=job.task,
             batch_size=args.batch_size,
             beam_size=args.beam_size,
             initial_prompt=args.initial_prompt,
             hotwords=args.hotwords,
         ),
         diarization=DiarizationOptions(
-            backend=args.diarization,
-            num_speakers=args.num_speakers,
-            min_speakers=args.min_speakers,
-            max_speakers=args.max_speakers,
+            backend=job.diarization,
+            num_speakers=job.num_speakers,
+            min_speakers=job.min_speakers,
+            max_speakers=job.max_speakers,
             device="cpu" if args.device == "cpu" else "auto",
             cluster=ClusterOptions(method=args.clustering),
         ),

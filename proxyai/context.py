@@ -4,18 +4,15 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any
 
 from proxyai.config import Settings, get_settings
+from proxyai.jobs import JobOptions
 from proxyai.pipeline.asr import AsrOptions
 from proxyai.pipeline.cluster import ClusterOptions
 from proxyai.pipeline.diarize import DiarizationOptions
 from proxyai.pipeline.run import PipelineOptions
 from proxyai.store.db import Store
 from proxyai.store.files import Files
-
-# what a request may set per job (the rest comes from the settings)
-JOB_OPTIONS = ("language", "task", "num_speakers", "min_speakers", "max_speakers", "diarization", "channels")
 
 
 @dataclass
@@ -49,7 +46,7 @@ def use_context(ctx: Context | None) -> None:
     _current = ctx
 
 
-def pipeline_options(settings: Settings, job: dict[str, Any]) -> PipelineOptions:
+def pipeline_options(settings: Settings, job: JobOptions) -> PipelineOptions:
     """The pipeline's options for a job: its own choices over the service's settings."""
     return PipelineOptions(
         model=settings.whisper_model_path,
@@ -58,17 +55,15 @@ def pipeline_options(settings: Settings, job: dict[str, Any]) -> PipelineOptions
         encoder=settings.speaker_encoder,
         vad_level=settings.vad_level,
         segment_length=settings.segment_length_s,
-        channels=job.get("channels") or "auto",
+        channels=job.channels,
         pyannote_protocol=settings.pyannote_protocol,
         huggingface_token=settings.huggingface_token.get_secret_value() if settings.huggingface_token else None,
-        asr=AsrOptions(
-            language=job.get("language"), task=job.get("task") or "transcribe", batch_size=settings.batch_size
-        ),
+        asr=AsrOptions(language=job.language, task=job.task, batch_size=settings.batch_size),
         diarization=DiarizationOptions(
-            backend=job.get("diarization") or "embedded",
-            num_speakers=job.get("num_speakers"),
-            min_speakers=job.get("min_speakers"),
-            max_speakers=job.get("max_speakers"),
+            backend=job.diarization,
+            num_speakers=job.num_speakers,
+            min_speakers=job.min_speakers,
+            max_speakers=job.max_speakers,
             device="cpu" if settings.whisper_device == "cpu" else "auto",
             cluster=ClusterOptions(method=settings.clustering),
         ),

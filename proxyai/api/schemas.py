@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
-from pydantic import BaseModel, field_validator
+from pydantic import BaseModel, Field, field_validator
 
 from proxyai.jobs import Stage
 from proxyai.jobs import Status as JobStatus
@@ -45,6 +45,50 @@ class Status(BaseModel):
             duration=job.duration,
             filename=job.filename,
         )
+
+
+class Word(BaseModel):
+    start: float
+    end: float
+    word: str
+    probability: float
+
+
+class Segment(BaseModel):
+    start: float
+    end: float
+    speaker: str | None = Field(description="the speaker's id (SPEAKER_00, …; CH0/CH1 for a split call)")
+    text: str
+    words: list[Word]
+    channel: int | None = Field(None, description="for a stereo call transcribed by channel")
+
+
+class Speaker(BaseModel):
+    id: str
+    label: str = Field(description="the name given with POST /labels, else the id")
+
+
+class SpeakerTurn(BaseModel):
+    start: float
+    end: float
+    speaker: str
+
+
+class Result(BaseModel):
+    """A finished job's transcript, speaker names applied (``transcript`` is ``segments`` again, for
+    clients of the first API)."""
+
+    upload_id: str
+    status: JobStatus
+    duration: float
+    language: str | None
+    language_probability: float
+    speakers: list[Speaker]
+    segments: list[Segment]
+    transcript: list[Segment]
+    diarization: list[SpeakerTurn] = Field(description="who speaks when, overlaps kept")
+    model: dict[str, str] = Field(description="the ASR model and the diarization backend used")
+    timings: dict[str, float] = Field(description="seconds per stage: decode, vad, asr, diarization, merge")
 
 
 class JobList(BaseModel):

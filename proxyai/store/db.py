@@ -37,7 +37,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
-from proxyai.jobs import ACTIVE, Part, Stage, Status, overall_progress
+from proxyai.jobs import ACTIVE, JobOptions, Part, Stage, Status, overall_progress
 
 STATUSES = tuple(s.value for s in Status)
 
@@ -82,6 +82,10 @@ class Job(Base):
 
     def options_dict(self) -> dict[str, Any]:
         return dict(json.loads(self.options or "{}"))
+
+    def job_options(self) -> JobOptions:
+        """The options the job was created with (validated when it was)."""
+        return JobOptions.parse(self.options_dict())
 
 
 class Label(Base):

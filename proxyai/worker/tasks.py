@@ -16,7 +16,7 @@ from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
 from sqlalchemy.exc import OperationalError
 
 from proxyai.context import get_context, pipeline_options, time_limits, worker_queues
-from proxyai.jobs import PARTS, STAGE_OF, Part, Stage, Status
+from proxyai.jobs import PARTS, STAGE_OF, JobOptions, Part, Stage, Status
 from proxyai.observability import DIARIZATION_SECONDS, TASK_RUNS, VAD_SECONDS, WHISPER_SECONDS, get_logger
 from proxyai.pipeline import prepared
 from proxyai.pipeline.asr import AsrOptions, transcribe_chunks
@@ -127,7 +127,7 @@ def prepare_job(self: JobTask, upload_id: str, correlation_id: str | None = None
         if speech is None or (todo and not prepared.has_samples(folder)):
             if not ctx.store.start_part(upload_id, Stage.PREPARING):
                 return
-            options = pipeline_options(ctx.settings, job.options_dict())
+            options = pipeline_options(ctx.settings, job.job_options())
             try:
                 prep = prepare(ctx.files.upload_path(upload_id), options)
             except AudioError:
@@ -186,7 +186,7 @@ def _compute_part(
     ctx = get_context()
     if not ctx.store.start_part(upload_id, STAGE_OF[part]):
         return False
-    options = pipeline_options(ctx.settings, job.options_dict())
+    options = pipeline_options(ctx.settings, job.job_options())
     t0 = time.perf_counter()
     data = compute(prep, options)
     data["seconds"] = round(time.perf_counter() - t0, 3)
@@ -253,7 +253,7 @@ def _finish(upload_id: str, part: Part | None) -> None:
         send_part(missing, upload_id, job.correlation_id, job.duration)
         return
     ctx.store.update_job(upload_id, stage=Stage.MERGING)
-    options = pipeline_options(ctx.settings, job.options_dict())
+    options = pipeline_options(ctx.settings, job.job_options())
     t0 = time.perf_counter()
     timings = {**speech.get("timings", {}), "asr": asr.get("seconds", 0.0), "diarization": diar.get("seconds", 0.0)}
     result = build_result(
@@ -378,7 +378,7 @@ def warm_up() -> None:
     """Load this worker's models once and run them on 2 s of audio."""
     ctx = get_context()
     queues = worker_queues()
-    options = pipeline_options(ctx.settings, {})
+    options = pipeline_options(ctx.settings, JobOptions())
     samples = (0.05 * np.random.default_rng(0).standard_normal(32000)).astype(np.float32)
     t0 = time.perf_counter()
     if GPU_QUEUE in queues:

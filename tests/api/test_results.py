@@ -78,6 +78,25 @@ def test_results_json_holds_transcript_diarization_speakers_and_language(done: D
     assert len(expected & heard) / len(expected) > 0.6, heard
 
 
+def test_the_result_is_what_the_openapi_schema_says(done: DoneJob) -> None:
+    """``Result`` is the documented schema of ``GET /results`` and every field of a real result fits it
+    (nothing missing, nothing undocumented): the API does not say one thing and send another."""
+    from proxyai.api.schemas import Result
+
+    body = done.api.get(f"/results/{done.upload_id}", headers=done.headers).json()
+    parsed = Result.model_validate(body)
+    assert set(body) == set(Result.model_fields)
+    assert set(body["segments"][0]) <= set(type(parsed.segments[0]).model_fields)
+    assert set(body["segments"][0]["words"][0]) == set(type(parsed.segments[0].words[0]).model_fields)
+    assert {"decode", "vad", "asr", "diarization", "merge"} <= set(parsed.timings), parsed.timings
+    spec = done.api.get("/openapi.json").json()
+    ok = spec["paths"]["/results/{upload_id}"]["get"]["responses"]["200"]["content"]
+    assert ok["application/json"]["schema"] == {"$ref": "#/components/schemas/Result"}
+    assert "text/vtt" in ok
+    segment = spec["components"]["schemas"]["Segment"]["properties"]
+    assert {"start", "end", "speaker", "text", "words"} <= set(segment)
+
+
 @pytest.mark.parametrize(
     ("fmt", "content_type"),
     [

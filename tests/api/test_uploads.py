@@ -90,6 +90,9 @@ def test_a_body_that_is_not_a_multipart_form_is_422(sqlite_api: ApiClient, kwarg
         ({"num_speakers": "0"}, "num_speakers"),
         ({"num_speakers": "-1"}, "num_speakers"),
         ({"num_speakers": "two"}, "num_speakers"),
+        ({"num_speakers": "²"}, "num_speakers"),  # a digit to str.isdigit, not to int()
+        ({"num_speakers": "٣"}, "num_speakers"),
+        ({"num_speakers": "99999999999999999999"}, "num_speakers"),
         ({"num_speakers": "51"}, "num_speakers"),
         ({"min_speakers": "4", "max_speakers": "2"}, "min_speakers"),
         ({"max_speakers": "1.5"}, "max_speakers"),

@@ -11,7 +11,7 @@ from fastapi.responses import FileResponse, JSONResponse
 from starlette.responses import MalformedRangeHeader, RangeNotSatisfiable
 
 from proxyai.api.deps import Ctx, CurrentUser, OwnedJob, rate_limit
-from proxyai.api.schemas import JobList, Labels
+from proxyai.api.schemas import JobList, Labels, Result
 from proxyai.api.schemas import Status as StatusBody
 from proxyai.jobs import ACTIVE, Status
 from proxyai.pipeline.formats import CONTENT_TYPES, FORMATS, apply_names, render
@@ -54,8 +54,14 @@ def _result(ctx: Ctx, job: Job) -> dict[str, Any]:
 @router.get(
     "/results/{upload_id}",
     dependencies=[rate_limit("results")],
+    response_model=Result,  # the schema; the body is sent as read (results are large, checked by tests)
     responses={
-        200: {"description": "the result (JSON), or the file in the asked format"},
+        200: {
+            "description": "the result (JSON), or the file in the asked format",
+            "content": {
+                t.split(";")[0]: {"schema": {"type": "string"}} for f, t in CONTENT_TYPES.items() if f != "json"
+            },
+        },
         202: {"description": "not done yet: {detail}; header X-Job-Status says queued or processing"},
         409: {"description": "the job failed: {detail} holds its message"},
         404: {"description": "unknown upload"},

@@ -13,8 +13,8 @@ from starlette.concurrency import run_in_threadpool
 from proxyai.api.deps import Ctx, CurrentUser, rate_limit
 from proxyai.api.schemas import UploadResponse
 from proxyai.api.upload import receive_upload
+from proxyai.jobs import JobOptions, OptionsError
 from proxyai.pipeline.audio import AudioError, probe
-from proxyai.pipeline.diarize import BACKENDS
 
 router = APIRouter(tags=["uploads"])
 
@@ -26,43 +26,6 @@ RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-def job_options(fields: dict[str, str]) -> dict[str, Any]:
-    """Validate the optional form fields; 422 naming the field."""
-    out: dict[str, Any] = {}
-
-    def bad(name: str, why: str) -> HTTPException:
-        return HTTPException(422, f"{name}: {why}")
-
-    if fields.get("language", "").strip():
-        from faster_whisper.tokenizer import _LANGUAGE_CODES
-
-        lang = fields["language"].strip().lower()
-        if lang not in _LANGUAGE_CODES:
-            raise bad("language", f"unknown language code {lang!r} (use e.g. en, ru, de)")
-        out["language"] = lang
-    if fields.get("task", "").strip():
-        if fields["task"] not in ("transcribe", "translate"):
-            raise bad("task", "must be transcribe or translate")
-        out["task"] = fields["task"]
-    if fields.get("diarization", "").strip():
-        if fields["diarization"] not in BACKENDS:
-            raise bad("diarization", f"must be one of {', '.join(BACKENDS)}")
-        out["diarization"] = fields["diarization"]
-    if fields.get("channels", "").strip():
-        if fields["channels"] not in ("auto", "mix", "split"):
-            raise bad("channels", "must be auto, mix or split")
-        out["channels"] = fields["channels"]
-    for name in ("num_speakers", "min_speakers", "max_speakers"):
-        raw = fields.get(name, "").strip()
-        if raw and raw != "auto":
-            if not raw.isdigit() or not 1 <= int(raw) <= 50:
-                raise bad(name, "must be a whole number from 1 to 50")
-            out[name] = int(raw)
-    if out.get("min_speakers") and out.get("max_speakers") and out["min_speakers"] > out["max_speakers"]:
-        raise bad("min_speakers", "is larger than max_speakers")
-    return out
-
-
 async def create_upload(request: Request, ctx: Ctx, user: CurrentUser) -> UploadResponse:
     from proxyai.worker.tasks import enqueue
 
@@ -72,7 +35,10 @@ async def create_upload(request: Request, ctx: Ctx, user: CurrentUser) -> Upload
             received = await receive_upload(request, fd, tmp, ctx.settings.max_file_size)
         finally:
             os.close(fd)
-        options = job_options(received.fields)
+        try:
+            options = JobOptions.parse(received.fields)
+        except OptionsError as exc:
+            raise HTTPException(422, str(exc)) from None
         if received.size == 0:
             raise HTTPException(415, "the file is empty")
         try:
@@ -82,7 +48,12 @@ async def create_upload(request: Request, ctx: Ctx, user: CurrentUser) -> Upload
             raise HTTPException(415, f"unsupported media: {reason}; upload audio or video with sound") from None
         correlation_id = request.state.correlation_id
         job = ctx.store.create_job(
-            user.id, received.filename or "audio", received.size, info.duration or None, options, correlation_id
+            user.id,
+            received.filename or "audio",
+            received.size,
+            info.duration or None,
+            options.stored(),
+            correlation_id,
         )
         ctx.files.keep_upload(tmp, job.id)
     except BaseException:
