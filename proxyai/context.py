@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from proxyai.config import Settings, get_settings
+from proxyai.config import Settings
 from proxyai.jobs import JobOptions
 from proxyai.pipeline.asr import AsrOptions
 from proxyai.pipeline.cluster import ClusterOptions
@@ -27,23 +27,6 @@ def make_context(settings: Settings, migrate: bool = True) -> Context:
     if migrate:
         store.migrate()
     return Context(settings, store, Files(settings.uploads, settings.results))
-
-
-_current: Context | None = None
-
-
-def get_context() -> Context:
-    """This process's context: the one set by :func:`use_context`, else one from the settings."""
-    global _current
-    if _current is None:
-        _current = make_context(get_settings())
-    return _current
-
-
-def use_context(ctx: Context | None) -> None:
-    """Make ``ctx`` this process's context (the API does, so that eager tasks share its store)."""
-    global _current
-    _current = ctx
 
 
 def pipeline_options(settings: Settings, job: JobOptions) -> PipelineOptions:

@@ -241,10 +241,8 @@ def run_exporter(settings: Settings, port: int) -> None:
     from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
     from proxyai.api.routes.health import queue_depths
-    from proxyai.context import make_context
     from proxyai.worker.app import celery_app
 
-    ctx = make_context(settings, migrate=False)
     queue_len = Gauge("celery_queue_length", "Messages waiting", ["queue"])
     workers_up = Gauge("celery_workers_up", "Workers answering a ping")
     runtime = Histogram("celery_task_runtime_seconds", "Task runtime", ["task"], buckets=(1, 5, 15, 60, 300, 900, 3600))
@@ -276,7 +274,7 @@ def run_exporter(settings: Settings, port: int) -> None:
     print(f"proxyai metrics: serving on :{port}/metrics", file=sys.stderr, flush=True)
     while True:
         try:
-            for (queue,), depth in queue_depths(ctx).items():
+            for (queue,), depth in queue_depths(celery_app).items():
                 queue_len.labels(queue).set(depth)
             workers_up.set(len(celery_app.control.ping(timeout=1.0) or []))
         except Exception as exc:

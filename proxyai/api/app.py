@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -17,27 +19,35 @@ from proxyai.api.deps import RateLimits
 from proxyai.api.middleware import RequestContext
 from proxyai.api.routes import admin, health, jobs, uploads
 from proxyai.config import Settings, get_settings
-from proxyai.context import Context, make_context, use_context
+from proxyai.context import Context, make_context
 from proxyai.observability import configure_logging, get_logger
-from proxyai.worker.app import celery_app
-from proxyai.worker.app import configure as configure_celery
+from proxyai.worker.app import make_celery
 
 log = get_logger("proxyai.api")
 STATIC = Path(__file__).resolve().parent.parent / "static"
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    yield
+    app.state.celery.close()  # its broker connections
+    app.state.ctx.store.engine.dispose()
 
 
 def create_app(settings: Settings | None = None, context: Context | None = None) -> FastAPI:
     settings = settings or get_settings()
     configure_logging(settings.log_level)
     ctx = context or make_context(settings)
-    use_context(ctx)
-    configure_celery(celery_app, settings)
     app = FastAPI(
+        lifespan=_lifespan,
         title="proxyAI",
         version=__version__,
         description="Speaker-attributed transcripts: upload a recording, follow its status, read who said what.",
     )
     app.state.ctx = ctx
+    # the app's own job queue, carrying its context to the tasks it runs eagerly (not the process's
+    # current Celery app: several apps may live in one process, as in the tests)
+    app.state.celery = make_celery(settings, ctx, set_as_current=False)
     app.state.rate_limits = RateLimits.build(
         settings.limiter_storage,
         {

@@ -1,4 +1,5 @@
-"""Dependencies: the shared context, the caller (``X-API-Key``), the admin token, rate limits."""
+"""Dependencies: the app's context and job queue (both in ``app.state``), the caller (``X-API-Key``),
+the admin token, rate limits."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from fastapi import Depends, Header, HTTPException, Request
 
 from proxyai.context import Context
 from proxyai.store.db import Job, User
+from proxyai.worker.app import CeleryApp
 
 
 async def get_ctx(request: Request) -> Context:  # async: no thread hop for a lookup
@@ -21,6 +23,14 @@ async def get_ctx(request: Request) -> Context:  # async: no thread hop for a lo
 
 
 Ctx = Annotated[Context, Depends(get_ctx)]
+
+
+async def get_celery(request: Request) -> CeleryApp:
+    celery: CeleryApp = request.app.state.celery
+    return celery
+
+
+Queue = Annotated[CeleryApp, Depends(get_celery)]
 
 
 # The look-ups below are single indexed queries: they run on the event loop, which costs less than a

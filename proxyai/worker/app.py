@@ -15,23 +15,43 @@ from celery.signals import setup_logging, worker_init, worker_process_init, work
 from kombu.entity import Exchange, Queue
 
 from proxyai.config import Settings, get_settings
-from proxyai.context import visibility_timeout
+from proxyai.context import Context, make_context, visibility_timeout
 
 CPU_QUEUE = "preprocess_cpu"
 GPU_QUEUE = "preprocess_gpu"
 
 
-def make_celery(settings: Settings) -> Celery:
-    app = Celery("proxyai", include=["proxyai.worker.tasks"])
+class CeleryApp(Celery):  # type: ignore[misc]
+    """A Celery app that carries the proxyAI context its tasks run in (settings, store, files): the API
+    builds one with its own context, a worker process one from its settings. Tasks reach it through
+    their base task (``JobTask.ctx``), never through a process global."""
+
+    def __init__(self, settings: Settings, context: Context | None = None, **kwargs: Any) -> None:
+        super().__init__("proxyai", include=["proxyai.worker.tasks"], **kwargs)
+        self.settings = settings
+        self._context = context
+
+    @property
+    def context(self) -> Context:
+        if self._context is None:  # a worker's: made on first use, after the fork
+            self._context = make_context(self.settings)
+        return self._context
+
+
+def make_celery(settings: Settings, context: Context | None = None, set_as_current: bool = True) -> CeleryApp:
+    """A configured app with the job tasks registered (``shared_task``: every app gets its own copy)."""
+    import proxyai.worker.tasks  # noqa: F401  # registers the tasks
+
+    app = CeleryApp(settings, context, set_as_current=set_as_current)
     configure(app, settings)
+    app.steps["worker"].add(WaitForWarmPool)
     return app
 
 
 def configure(app: Celery, settings: Settings) -> None:
-    """Apply ``settings`` to ``app`` (again, when a process's settings change, as in tests)."""
+    """Apply ``settings`` to ``app``."""
     if settings.embedded:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-    old_broker = app.conf.broker_url
     app.conf.update(
         broker_url=settings.broker_url,
         result_backend=settings.celery_result_backend,
@@ -81,15 +101,6 @@ def configure(app: Celery, settings: Settings) -> None:
         },
         beat_schedule_filename=str(settings.data_dir / "beat-schedule"),
     )
-    if old_broker and old_broker != settings.broker_url:
-        from kombu import pools
-
-        pools.reset()  # type: ignore[no-untyped-call]  # kombu keeps pools per URL; a closed one stays
-        app._pool = None
-        app.amqp._producer_pool = None
-
-
-celery_app = make_celery(get_settings())
 
 
 @setup_logging.connect
@@ -97,7 +108,7 @@ def _logging(**_: Any) -> None:
     """JSON lines from the worker's main process too (instead of Celery's own format)."""
     from proxyai.observability import configure_logging
 
-    configure_logging(get_settings().log_level)
+    configure_logging(celery_app.settings.log_level)
 
 
 @worker_init.connect
@@ -120,12 +131,12 @@ def _warm_up_child(**_: Any) -> None:
 
 
 @worker_ready.connect
-def _reap_on_start(**_: Any) -> None:
+def _reap_on_start(sender: Any = None, **_: Any) -> None:
     """A worker that starts (after a crash, say) sends again the parts whose workers died, at once."""
     from proxyai.worker.tasks import log, reap
 
     try:
-        reap()
+        reap(sender.app if sender is not None else celery_app)
     except Exception as exc:  # beat's reaper tries again soon
         log.warning("reaping expired leases failed", error=f"{type(exc).__name__}: {exc}")
 
@@ -138,23 +149,24 @@ class WaitForWarmPool(bootsteps.StartStopStep):  # type: ignore[misc]
 
     def start(self, worker: Any) -> None:
         folder = os.environ.get("PROXYAI_WARM_DIR")
-        if not folder or not get_settings().warmup:
+        if not folder or not worker.app.settings.warmup:
             return
         deadline = time.monotonic() + 300
         while len(os.listdir(folder)) < int(worker.concurrency or 1) and time.monotonic() < deadline:
             time.sleep(0.2)
 
 
-celery_app.steps["worker"].add(WaitForWarmPool)
-
-
 def _warm_up() -> None:
     """Load the models this worker needs and run them on 2 s of audio, so the first job is not slow."""
     from proxyai.observability import configure_logging
 
-    settings = get_settings()
-    configure_logging(settings.log_level)
-    if settings.warmup:
+    configure_logging(celery_app.settings.log_level)
+    if celery_app.settings.warmup:
         from proxyai.worker.tasks import warm_up
 
-        warm_up()
+        warm_up(celery_app)
+
+
+# The worker processes' app (``proxyai worker``/``beat``/``metrics`` run it), from their settings; the
+# API makes its own with its context (``create_app``).
+celery_app = make_celery(get_settings())

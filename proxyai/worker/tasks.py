@@ -11,11 +11,12 @@ from typing import Any
 
 import numpy as np
 import structlog
-from celery import Task
+from celery import Task, shared_task
 from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
 from sqlalchemy.exc import OperationalError
 
-from proxyai.context import get_context, pipeline_options, time_limits, worker_queues
+from proxyai.config import Settings
+from proxyai.context import Context, pipeline_options, time_limits, worker_queues
 from proxyai.jobs import PARTS, STAGE_OF, JobOptions, Part, Stage, Status
 from proxyai.observability import DIARIZATION_SECONDS, TASK_RUNS, VAD_SECONDS, WHISPER_SECONDS, get_logger
 from proxyai.pipeline import prepared
@@ -35,7 +36,7 @@ from proxyai.pipeline.run import (
     turns_to_list,
 )
 from proxyai.pipeline.vad import Chunk, Region
-from proxyai.worker.app import CPU_QUEUE, GPU_QUEUE, celery_app
+from proxyai.worker.app import CPU_QUEUE, GPU_QUEUE
 from proxyai.worker.lease import leased
 
 log = get_logger("proxyai.worker")
@@ -47,7 +48,8 @@ INCOMING_IDLE_S = 3600.0  # a partial upload not written to for this long is swe
 
 class JobTask(Task):  # type: ignore[misc]
     """Retries transient failures with backoff, counts runs, binds the job to every log line, and
-    marks the job failed with a message a user can act on when a stage cannot succeed."""
+    marks the job failed with a message a user can act on when a stage cannot succeed. Its ``ctx`` is
+    the context of the app the task belongs to (the API's, or the worker process's)."""
 
     abstract = True
     acks_late = True
@@ -57,6 +59,11 @@ class JobTask(Task):  # type: ignore[misc]
     retry_backoff_max = 60
     retry_jitter = True
     max_retries = 5
+
+    @property
+    def ctx(self) -> Context:
+        ctx: Context = self.app.context
+        return ctx
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         upload_id = args[0] if args else kwargs.get("upload_id")
@@ -80,7 +87,7 @@ class JobTask(Task):  # type: ignore[misc]
     def on_failure(self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
         upload_id = args[0] if args else kwargs.get("upload_id")
         if upload_id:
-            ctx = get_context()
+            ctx = self.ctx
             ctx.store.fail_job(upload_id, failure_message(exc))
             prepared.drop_samples(ctx.files.prepared_dir(upload_id))
         log.error("task failed", error=f"{type(exc).__name__}: {exc}")
@@ -108,11 +115,11 @@ def _throttled(fn: Callable[[float], None], every: float = 1.0) -> Callable[[flo
     return call
 
 
-@celery_app.task(base=JobTask, bind=True, name="proxyai.prepare_job")
+@shared_task(base=JobTask, bind=True, name="proxyai.prepare_job")
 def prepare_job(self: JobTask, upload_id: str, correlation_id: str | None = None) -> None:
     """The first step (the CPU queue): decode the upload and map its speech, once, beside it; then send
     the two parts, which read that instead of decoding and scanning the audio again."""
-    ctx = get_context()
+    ctx = self.ctx
     folder = ctx.files.prepared_dir(upload_id)
     with leased(ctx.store, upload_id, Part.PREPARE, self.request.id, ctx.settings.lease_seconds) as held:
         if not held:
@@ -131,28 +138,28 @@ def prepare_job(self: JobTask, upload_id: str, correlation_id: str | None = None
             try:
                 prep = prepare(ctx.files.upload_path(upload_id), options)
             except AudioError:
-                if _deleted(upload_id):
+                if _deleted(ctx, upload_id):
                     return
                 raise
             VAD_SECONDS.observe(prep.timings["vad"])
             prepared.save(prep, folder)
-            if _deleted(upload_id):
+            if _deleted(ctx, upload_id):
                 return
             ctx.store.update_job(upload_id, duration=round(prep.duration, 3))
             speech = prepared.speech_map(prep)
             del prep
             log.info("prepared", duration=round(speech["duration"], 2), split=speech["split"], **speech["timings"])
         for part in todo:  # sent under the lease: a crash before this point sends the preparation again
-            send_part(part, upload_id, job.correlation_id, float(speech["duration"]))
+            send_part(self.app, part, upload_id, job.correlation_id, float(speech["duration"]))
         if not todo:
-            _finish(upload_id, None)
+            _finish(self, upload_id, None)
 
 
 def _run_part(task: JobTask, upload_id: str, part: Part, compute: Callable[[Prepared, Any], dict[str, Any]]) -> None:
     """Under the part's lease: re-read the job, compute one part from the prepared recording and save it
     atomically (skipped when it is already saved, as when a task runs again), then record it and merge
     if it was the second."""
-    ctx = get_context()
+    ctx = task.ctx
     unprepared = None
     with leased(ctx.store, upload_id, part, task.request.id, ctx.settings.lease_seconds) as held:
         if not held:
@@ -169,21 +176,25 @@ def _run_part(task: JobTask, upload_id: str, part: Part, compute: Callable[[Prep
                 log.warning("the job is not prepared; preparing it again", part=part)
                 unprepared = job
             else:
-                computed = _compute_part(upload_id, part, job, prep, compute)
+                computed = _compute_part(ctx, upload_id, part, job, prep, compute)
                 del prep
-                if not computed or _deleted(upload_id):
+                if not computed or _deleted(ctx, upload_id):
                     return
         if unprepared is None:
-            _finish(upload_id, part)
+            _finish(task, upload_id, part)
     if unprepared is not None:  # sent once this part's lease is released, so the part can be sent again
-        send_part(Part.PREPARE, upload_id, unprepared.correlation_id, unprepared.duration)
+        send_part(task.app, Part.PREPARE, upload_id, unprepared.correlation_id, unprepared.duration)
 
 
 def _compute_part(
-    upload_id: str, part: Part, job: Any, prep: Prepared, compute: Callable[[Prepared, Any], dict[str, Any]]
+    ctx: Context,
+    upload_id: str,
+    part: Part,
+    job: Any,
+    prep: Prepared,
+    compute: Callable[[Prepared, Any], dict[str, Any]],
 ) -> bool:
     """Compute and save one part; False when the job finished meanwhile (nothing computed)."""
-    ctx = get_context()
     if not ctx.store.start_part(upload_id, STAGE_OF[part]):
         return False
     options = pipeline_options(ctx.settings, job.job_options())
@@ -195,11 +206,10 @@ def _compute_part(
     return True
 
 
-def _deleted(upload_id: str) -> bool:
+def _deleted(ctx: Context, upload_id: str) -> bool:
     """Whether the job was deleted while a part ran; if so, remove what the part wrote. Checked after
     every write: the API deletes the row before the files, so whichever of the two comes last removes
     the part."""
-    ctx = get_context()
     if ctx.store.get_job(upload_id) is not None:
         return False
     ctx.files.delete(upload_id)
@@ -207,10 +217,10 @@ def _deleted(upload_id: str) -> bool:
     return True
 
 
-@celery_app.task(base=JobTask, bind=True, name="proxyai.transcribe_segments")
+@shared_task(base=JobTask, bind=True, name="proxyai.transcribe_segments")
 def transcribe_segments(self: JobTask, upload_id: str, correlation_id: str | None = None) -> None:
     """Speech recognition of every voice chunk (the GPU queue)."""
-    ctx = get_context()
+    ctx = self.ctx
     report = _throttled(lambda f: ctx.store.part_progress(upload_id, Part.ASR, f, Stage.TRANSCRIBING))
 
     def compute(prep: Prepared, options: Any) -> dict[str, Any]:
@@ -221,21 +231,21 @@ def transcribe_segments(self: JobTask, upload_id: str, correlation_id: str | Non
     _run_part(self, upload_id, Part.ASR, compute)
 
 
-@celery_app.task(base=JobTask, bind=True, name="proxyai.diarize_full")
+@shared_task(base=JobTask, bind=True, name="proxyai.diarize_full")
 def diarize_full(self: JobTask, upload_id: str, correlation_id: str | None = None) -> None:
     """Who speaks when (the CPU queue)."""
 
     def compute(prep: Prepared, options: Any) -> dict[str, Any]:
         with DIARIZATION_SECONDS.time():
-            return {"turns": turns_to_list(diarize(prep, options, threads=diarization_threads()))}
+            return {"turns": turns_to_list(diarize(prep, options, threads=diarization_threads(self.ctx.settings)))}
 
     _run_part(self, upload_id, Part.DIARIZATION, compute)
 
 
-def _finish(upload_id: str, part: Part | None) -> None:
+def _finish(task: JobTask, upload_id: str, part: Part | None) -> None:
     """Record the part; when both are there, merge them with the speech map (idempotent: the result
     file is replaced whole), then drop the prepared samples."""
-    ctx = get_context()
+    ctx = task.ctx
     job = ctx.store.finish_part(upload_id, part) if part is not None else ctx.store.get_job(upload_id)
     if job is None or not (job.asr_done and job.diar_done):
         return
@@ -246,11 +256,11 @@ def _finish(upload_id: str, part: Part | None) -> None:
     speech = prepared.read_speech_map(ctx.files.prepared_dir(upload_id))
     if asr is None or diar is None or speech is None:  # a part's flag without its file: redo what is missing
         if speech is None:  # the preparation merges once it has mapped the speech again
-            send_part(Part.PREPARE, upload_id, job.correlation_id, job.duration)
+            send_part(task.app, Part.PREPARE, upload_id, job.correlation_id, job.duration)
             return
         missing = Part.ASR if asr is None else Part.DIARIZATION
         ctx.store.update_job(upload_id, **{"asr_done" if missing == Part.ASR else "diar_done": False})
-        send_part(missing, upload_id, job.correlation_id, job.duration)
+        send_part(task.app, missing, upload_id, job.correlation_id, job.duration)
         return
     ctx.store.update_job(upload_id, stage=Stage.MERGING)
     options = pipeline_options(ctx.settings, job.job_options())
@@ -266,18 +276,18 @@ def _finish(upload_id: str, part: Part | None) -> None:
     )
     result["timings"]["merge"] = round(time.perf_counter() - t0, 3)
     ctx.files.write_json(upload_id, "result", result)
-    if _deleted(upload_id):
+    if _deleted(ctx, upload_id):
         return
     ctx.store.finish_job(upload_id, result["duration"])
     prepared.drop_samples(ctx.files.prepared_dir(upload_id))
     log.info("job done", speakers=len(result["speakers"]), segments=len(result["segments"]))
 
 
-@celery_app.task(base=JobTask, bind=True, name="proxyai.cleanup_old_files")
+@shared_task(base=JobTask, bind=True, name="proxyai.cleanup_old_files")
 def cleanup_old_files(self: JobTask) -> dict[str, int]:
     """Delete uploads and results of finished jobs older than ``FILE_RETENTION_DAYS`` (never a job that
     is queued or running), and files that belong to no job and are as old."""
-    ctx = get_context()
+    ctx = self.ctx
     days = ctx.settings.file_retention_days
     removed = 0
     for job in ctx.store.old_jobs(days):
@@ -329,16 +339,22 @@ PART_TASKS = {
 }
 
 
-def enqueue(upload_id: str, correlation_id: str | None, duration: float | None) -> None:
-    """Start a job: its preparation, which sends the two parts (they run in parallel on their queues)."""
-    send_part(Part.PREPARE, upload_id, correlation_id, duration)
+def enqueue(app: Any, upload_id: str, correlation_id: str | None, duration: float | None) -> None:
+    """Start a job on ``app`` (a ``CeleryApp``): its preparation, which sends the two parts (they run in
+    parallel on their queues)."""
+    send_part(app, Part.PREPARE, upload_id, correlation_id, duration)
 
 
 def send_part(
-    part: str, upload_id: str, correlation_id: str | None, duration: float | None, task_id: str | None = None
+    app: Any,
+    part: str,
+    upload_id: str,
+    correlation_id: str | None,
+    duration: float | None,
+    task_id: str | None = None,
 ) -> None:
-    task = celery_app.tasks[PART_TASKS[Part(part)]]
-    soft, hard = time_limits(get_context().settings, duration)
+    task = app.tasks[PART_TASKS[Part(part)]]
+    soft, hard = time_limits(app.settings, duration)
     task.apply_async(
         (upload_id, correlation_id),
         headers={"correlation_id": correlation_id},
@@ -348,14 +364,14 @@ def send_part(
     )
 
 
-@celery_app.task(base=JobTask, bind=True, name="proxyai.reap_expired")
+@shared_task(base=JobTask, bind=True, name="proxyai.reap_expired")
 def reap_expired(self: JobTask) -> int:
     """Send again every part whose worker stopped renewing its lease (it died); see ``lease.py``."""
-    return reap()
+    return reap(self.app)
 
 
-def reap() -> int:
-    ctx = get_context()
+def reap(app: Any) -> int:
+    ctx: Context = app.context
     sent = 0
     for job, part in ctx.store.expired_leases():
         ticket = str(uuid.uuid4())
@@ -364,19 +380,19 @@ def reap() -> int:
         if not ctx.store.requeue_lease(job.id, part, ticket, time.time() + hard + ctx.settings.lease_seconds):
             continue
         log.warning("a part's worker stopped renewing its lease; sending the part again", upload_id=job.id, part=part)
-        send_part(part, job.id, job.correlation_id, job.duration, task_id=ticket)
+        send_part(app, part, job.id, job.correlation_id, job.duration, task_id=ticket)
         sent += 1
     return sent
 
 
-def diarization_threads() -> int:
+def diarization_threads(settings: Settings) -> int:
     """Cores for one diarization: this machine's, shared by the CPU queue's worker processes."""
-    return max(1, (os.cpu_count() or 1) // get_context().settings.cpu_concurrency)
+    return max(1, (os.cpu_count() or 1) // settings.cpu_concurrency)
 
 
-def warm_up() -> None:
-    """Load this worker's models once and run them on 2 s of audio."""
-    ctx = get_context()
+def warm_up(app: Any) -> None:
+    """Load the models of ``app``'s worker once and run them on 2 s of audio."""
+    ctx: Context = app.context
     queues = worker_queues()
     options = pipeline_options(ctx.settings, JobOptions())
     samples = (0.05 * np.random.default_rng(0).standard_normal(32000)).astype(np.float32)
@@ -385,6 +401,6 @@ def warm_up() -> None:
         model = models.whisper(options.model, options.device, options.compute_type)
         transcribe_chunks(model, samples, [Chunk((Region(0.0, 2.0),))], AsrOptions(language="en"))
     if CPU_QUEUE in queues:
-        encoder = models.encoder(options.encoder, options.diarization.device, diarization_threads())
+        encoder = models.encoder(options.encoder, options.diarization.device, diarization_threads(ctx.settings))
         encoder.embed(np.zeros((1, 24000), np.float32))
     log.info("models warm", queues=queues, seconds=round(time.perf_counter() - t0, 2))

@@ -11,9 +11,8 @@ from fastapi.testclient import TestClient
 
 from proxyai.api.app import create_app
 from proxyai.config import Settings, load_settings
-from proxyai.context import Context, use_context
-from proxyai.worker.app import celery_app
-from proxyai.worker.app import configure as configure_celery
+from proxyai.context import Context
+from proxyai.worker.app import CeleryApp
 
 ADMIN_TOKEN = "admin-token-for-tests-7c2f"
 # generous limits everywhere except where a test sets its own
@@ -34,9 +33,8 @@ class Database:
 
 
 class ApiClient(TestClient):
-    """A TestClient for one app. Before each request it makes its app's context and settings the
-    process's current ones: eager tasks and the broker check use the process-wide context and Celery
-    app, and other tests build other apps in between."""
+    """A TestClient for one app; the app carries its own context and job queue (``app.state``), so
+    several apps live side by side in the test process."""
 
     def __init__(self, app: Any, settings: Settings) -> None:
         super().__init__(app)
@@ -47,20 +45,14 @@ class ApiClient(TestClient):
         ctx: Context = self.app.state.ctx  # type: ignore[attr-defined]
         return ctx
 
-    def activate(self) -> None:
-        use_context(self.ctx)
-        configure_celery(celery_app, self.settings)
-        # Work around a bug in proxyai.worker.app.configure (see test_uploads.py::
-        # test_a_second_app_with_another_broker_can_queue_jobs): it closes the old connection pool but
-        # leaves Celery's producer pool holding it, so the next apply_async fails ("Acquire on closed
-        # pool") and the upload is refused with 503. Drop the stale producer pool here so that the other
-        # tests, which switch between apps, are not all hit by it.
-        if celery_app._pool is None and celery_app.amqp._producer_pool is not None:
-            celery_app.amqp._producer_pool = None
+    @property
+    def celery(self) -> CeleryApp:
+        celery: CeleryApp = self.app.state.celery  # type: ignore[attr-defined]
+        return celery
 
-    def request(self, *args: Any, **kwargs: Any) -> httpx.Response:  # type: ignore[override]
-        self.activate()
-        return super().request(*args, **kwargs)
+    def task(self, name: str) -> Any:
+        """The app's own copy of a task (``prepare_job``, …): run with ``.apply`` it uses the app's context."""
+        return self.celery.tasks[f"proxyai.{name}"]
 
     # helpers
     def new_user(self, name: str = "user") -> str:
@@ -108,6 +100,7 @@ def build_api(data_dir: Path, database_url: str | None, **overrides: Any) -> Api
 
 def close_api(client: ApiClient) -> None:
     client.close()
+    client.celery.close()
     client.ctx.store.engine.dispose()
 
 

@@ -231,11 +231,12 @@ def test_transcribe_is_the_upload_handler(make_api: Callable[..., ApiClient], sh
     assert_error(api.upload(None, short_stereo, "x.wav", path="/transcribe"), 401)
 
 
-def test_a_second_app_with_another_broker_can_queue_jobs(tmp_path: Path, short_stereo: bytes) -> None:
-    """``proxyai.worker.app.configure`` says the Celery app may be configured again when a process's
-    settings change (as in tests). Two apps in one process, each with its own data folder (so its own
-    embedded broker): once the first has queued a job, the second must still be able to."""
+def test_apps_side_by_side_each_run_jobs_in_their_own_context(tmp_path: Path, short_stereo: bytes) -> None:
+    """Two apps in one process, each with its own data folder (so its own database and embedded broker),
+    used in turns with no re-installation of anything between requests: each job runs (eagerly) in
+    its own app's context and lands in its own store only."""
     clients: list[TestClient] = []
+    keys: list[str] = []
     try:
         for name in ("one", "two"):
             settings = load_settings(
@@ -243,9 +244,22 @@ def test_a_second_app_with_another_broker_can_queue_jobs(tmp_path: Path, short_s
             )
             client = TestClient(create_app(settings))
             clients.append(client)
-            key = client.post("/admin/users", json={"name": name}, headers={"X-Admin-Token": "t"}).json()["api_key"]
+            keys.append(
+                client.post("/admin/users", json={"name": name}, headers={"X-Admin-Token": "t"}).json()["api_key"]
+            )
+        for turn in (0, 1, 0, 1):
+            client, key, other = clients[turn], keys[turn], clients[1 - turn]
             response = client.post("/upload/", files={"file": ("s.wav", short_stereo)}, headers={"X-API-Key": key})
-            assert response.status_code == 200, f"app {name}: {response.status_code} {response.text}"
+            assert response.status_code == 200, f"app {turn}: {response.status_code} {response.text}"
+            upload_id = response.json()["upload_id"]
+            status = client.get(f"/status/{upload_id}", headers={"X-API-Key": key}).json()
+            assert status["status"] == "done", status
+            ctx = client.app.state.ctx  # type: ignore[attr-defined]
+            assert ctx.files.part_path(upload_id, "result").exists()
+            assert other.app.state.ctx.store.get_job(upload_id) is None  # type: ignore[attr-defined]
+        for client in clients:
+            jobs = client.app.state.ctx.store.counts_by_status()  # type: ignore[attr-defined]
+            assert jobs.get("done") == 2, jobs
     finally:
         for client in clients:
             client.close()

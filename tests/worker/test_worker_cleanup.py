@@ -12,8 +12,6 @@ from worker_helpers import make_api, make_settings
 
 
 def test_cleanup_deletes_old_finished_jobs_and_old_orphans_only(tmp_path: Path) -> None:
-    from proxyai.worker.tasks import cleanup_old_files
-
     settings = make_settings(tmp_path / "data", broker=None, file_retention_days=7)
     api = make_api(settings)
     store, files = api.ctx.store, api.ctx.files
@@ -56,7 +54,7 @@ def test_cleanup_deletes_old_finished_jobs_and_old_orphans_only(tmp_path: Path) 
     os.write(fd, b"part of an upload")
     os.close(fd)
 
-    outcome = cleanup_old_files.apply()
+    outcome = api.task("cleanup_old_files").apply()
     assert outcome.successful(), outcome.traceback
     assert outcome.result == {"jobs": 2, "orphans": 2, "partial_uploads": 1}
     assert not Path(stale).exists()
@@ -82,12 +80,10 @@ def test_cleanup_deletes_old_finished_jobs_and_old_orphans_only(tmp_path: Path) 
     assert orphan_dir_new.exists()
 
     # nothing left to do the second time
-    assert cleanup_old_files.apply().result == {"jobs": 0, "orphans": 0, "partial_uploads": 0}
+    assert api.task("cleanup_old_files").apply().result == {"jobs": 0, "orphans": 0, "partial_uploads": 0}
 
 
 def test_cleanup_keeps_everything_within_the_retention(tmp_path: Path) -> None:
-    from proxyai.worker.tasks import cleanup_old_files
-
     settings = make_settings(tmp_path / "data", broker=None, file_retention_days=7)
     api = make_api(settings)
     store, files = api.ctx.store, api.ctx.files
@@ -96,7 +92,7 @@ def test_cleanup_keeps_everything_within_the_retention(tmp_path: Path) -> None:
     store.update_job(row.id, status="done", created_at=six_days)
     files.upload_path(row.id).write_bytes(b"audio")
     files.write_json(row.id, "result", {})
-    result: Any = cleanup_old_files.apply().result
+    result: Any = api.task("cleanup_old_files").apply().result
     assert result == {"jobs": 0, "orphans": 0, "partial_uploads": 0}
     assert store.get_job(row.id) is not None
     assert files.upload_path(row.id).exists()

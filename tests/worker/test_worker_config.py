@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from celery.schedules import crontab
-from worker_helpers import forget_broker_connections, make_api, make_settings
+from worker_helpers import make_api, make_settings
 
 
 def test_time_limits_grow_with_the_duration(tmp_path: Path) -> None:
@@ -71,7 +71,7 @@ def test_a_job_starts_with_its_preparation_which_sends_both_parts(
     claimed; the preparation sends both parts with the limits for the duration it decoded, and the same
     correlation id."""
     from proxyai.context import time_limits
-    from proxyai.worker.tasks import enqueue, prepare_job
+    from proxyai.worker.tasks import enqueue
 
     settings = make_settings(tmp_path / "data")
     api = make_api(settings)
@@ -79,11 +79,11 @@ def test_a_job_starts_with_its_preparation_which_sends_both_parts(
     shutil.copyfile(dialogue_wav, api.ctx.files.upload_path(job.id))
     redis_db.delete("preprocess_cpu", "preprocess_gpu")
     try:
-        enqueue(job.id, "cid-enqueue", 3600.0)
+        enqueue(api.celery, job.id, "cid-enqueue", 3600.0)
         first = _messages(redis_db, "preprocess_cpu")
         assert not redis_db.llen("preprocess_gpu")
         redis_db.delete("preprocess_cpu")
-        outcome = prepare_job.apply(args=(job.id, "cid-enqueue"))
+        outcome = api.task("prepare_job").apply(args=(job.id, "cid-enqueue"))
         assert outcome.successful(), outcome.traceback
         cpu, gpu = _messages(redis_db, "preprocess_cpu"), _messages(redis_db, "preprocess_gpu")
     finally:
@@ -105,31 +105,25 @@ def test_a_job_starts_with_its_preparation_which_sends_both_parts(
 
 
 def test_beat_schedule_runs_the_cleanup_daily(tmp_path: Path) -> None:
-    from proxyai.worker.app import celery_app
-    from proxyai.worker.tasks import cleanup_old_files
-
-    make_api(make_settings(tmp_path / "data", broker=None))
+    celery_app = make_api(make_settings(tmp_path / "data", broker=None)).celery
+    cleanup = celery_app.tasks["proxyai.cleanup_old_files"]
     schedule = celery_app.conf.beat_schedule
-    entries = [e for e in schedule.values() if e["task"] == cleanup_old_files.name]
+    entries = [e for e in schedule.values() if e["task"] == cleanup.name]
     assert len(entries) == 1, schedule
     when = entries[0]["schedule"]
     assert isinstance(when, crontab)
     # once a day: one hour, one minute, every day of the week and month
     assert len(when.hour) == 1 and len(when.minute) == 1
     assert len(when.day_of_week) == 7 and len(when.day_of_month) == 31 and len(when.month_of_year) == 12
-    assert celery_app.conf.task_routes[cleanup_old_files.name]["queue"] == "preprocess_cpu"
-    assert cleanup_old_files.name in celery_app.tasks
+    assert celery_app.conf.task_routes[cleanup.name]["queue"] == "preprocess_cpu"
 
 
 @pytest.mark.parametrize("embedded", [True, False])
 def test_crash_safe_settings(tmp_path: Path, embedded: bool) -> None:
     """Late acknowledgement and redelivery of a lost worker's task, one message at a time; the Redis
     visibility timeout from the settings, raised above the largest hard time limit (6 h by default)."""
-    from proxyai.worker.app import celery_app
-
     broker = None if embedded else "redis://127.0.0.1:6379/13"
-    make_api(make_settings(tmp_path / "data", broker=broker, celery_visibility_timeout=42))
-    conf = celery_app.conf
+    conf = make_api(make_settings(tmp_path / "data", broker=broker, celery_visibility_timeout=42)).celery.conf
     assert conf.task_acks_late and conf.task_reject_on_worker_lost
     assert conf.worker_prefetch_multiplier == 1
     # the SQLAlchemy transport passes its options to create_engine: it gets none
@@ -137,28 +131,26 @@ def test_crash_safe_settings(tmp_path: Path, embedded: bool) -> None:
     assert conf.broker_transport_options == expected
 
 
-def test_switching_the_broker_back_and_forth_publishes_to_the_current_one(tmp_path: Path, redis_db: Any) -> None:
-    """``create_app(settings)`` points the process's Celery app at the settings' broker, also when an
-    earlier ``create_app`` used another one (tests do: Redis, then the embedded broker, then Redis)."""
+def test_apps_with_different_brokers_side_by_side_each_publish_to_their_own(tmp_path: Path, redis_db: Any) -> None:
+    """Each ``create_app`` has its own job queue (tests build many in one process: Redis, then the
+    embedded broker, then Redis again); none repoints another, nor the worker process's Celery app."""
+    from proxyai.api.routes.health import queue_depths
+    from proxyai.worker.app import celery_app
     from proxyai.worker.tasks import enqueue
 
-    redis_settings = make_settings(tmp_path / "redis")
-    api = make_api(redis_settings)  # from a clean state: fresh pools
+    process_broker = celery_app.conf.broker_url
+    redis_api = make_api(make_settings(tmp_path / "redis"))
+    embedded = make_api(make_settings(tmp_path / "embedded", broker=None))
     redis_db.delete("preprocess_cpu", "preprocess_gpu")
     try:
-        job = api.ctx.store.create_job(None, "a.wav", 10, 1.0, {}, "cid-1")
-        enqueue(job.id, "cid-1", 1.0)
-        assert redis_db.llen("preprocess_cpu") == 1
-
-        embedded = make_api(make_settings(tmp_path / "embedded", broker=None), fresh_connections=False)
-        job = embedded.ctx.store.create_job(None, "b.wav", 10, 1.0, {}, "cid-2")
-        enqueue(job.id, "cid-2", 1.0)
-        assert redis_db.llen("preprocess_cpu") == 1, "a task for the embedded broker went to Redis"
-
-        api = make_api(redis_settings, fresh_connections=False)
-        job = api.ctx.store.create_job(None, "c.wav", 10, 1.0, {}, "cid-3")
-        enqueue(job.id, "cid-3", 1.0)
-        assert redis_db.llen("preprocess_cpu") == 2
+        sent = {"redis": 0, "embedded": 0}
+        for name, api in (("redis", redis_api), ("embedded", embedded), ("redis", redis_api), ("embedded", embedded)):
+            job = api.ctx.store.create_job(None, "a.wav", 10, 1.0, {}, "cid")
+            enqueue(api.celery, job.id, "cid", 1.0)
+            sent[name] += 1
+            assert redis_db.llen("preprocess_cpu") == sent["redis"], name
+            assert queue_depths(embedded.celery)[("preprocess_cpu",)] == sent["embedded"], name
     finally:
         redis_db.delete("preprocess_cpu", "preprocess_gpu")
-        forget_broker_connections()
+    assert celery_app.conf.broker_url == process_broker
+    assert redis_api.celery is not embedded.celery

@@ -39,6 +39,21 @@ def _children(pid: int) -> list[int]:
     return out
 
 
+def _start(
+    tmp_path: Path, workers: Any, label: str, limits: dict[str, int] | None = None, **kw: Any
+) -> tuple[Any, Any, Worker, dict[str, Any]]:
+    """Settings, the API and one warm worker serving both queues (default settings unless ``limits``;
+    ``kw`` goes to the worker, as ``slow_stage``)."""
+    data = tmp_path / "data"
+    settings = make_settings(data, **(limits or {}))
+    migrate(settings)
+    api = make_api(settings)
+    worker: Worker = workers(data, BOTH_QUEUES, label, **(limits or {}), **kw)
+    worker.wait_ping(api.celery, timeout=60)
+    warm = worker.wait_event("models warm", timeout=90)
+    return settings, api, worker, warm
+
+
 @pytest.fixture(scope="module")
 def long_wav(tmp_path_factory: pytest.TempPathFactory, shared_audio: Path) -> Path:
     """About 2.5 minutes of speech: four reference recordings one after the other."""
@@ -56,15 +71,7 @@ def test_job_survives_sigkill_of_its_worker_and_is_merged_once(
 ) -> None:
     """Default settings (the visibility timeout is hours): the dead worker's lease expires, beat's reaper
     sends the part again, and the job is done within two minutes of the kill, merged once."""
-    data = tmp_path / "data"
-    settings = make_settings(data)
-    migrate(settings)
-    api = make_api(settings)
-    from proxyai.worker.app import celery_app
-
-    first: Worker = workers(data, BOTH_QUEUES, "first")
-    first.wait_ping(celery_app, timeout=60)
-    first.wait_event("models warm", timeout=90)
+    settings, api, first, _ = _start(tmp_path, workers, "first")
 
     upload_id, correlation_id = api.upload(long_wav)
     # recognition under way (diarization comes first on a worker with one pool process)
@@ -89,7 +96,7 @@ def test_job_survives_sigkill_of_its_worker_and_is_merged_once(
     assert not first.events("job done", upload_id=upload_id)
 
     # a new worker with the clock; Redis would hand the old message out again only after hours
-    second: Worker = workers(data, BOTH_QUEUES, "second", beat=True)
+    second: Worker = workers(settings.data_dir, BOTH_QUEUES, "second", beat=True)
     final = api.wait_finished(upload_id, timeout=150)
     assert final["status"] == "done", f"{final}\n{second.tail()}"
     assert time.monotonic() - killed < 120, "recovered, but later than two minutes after the kill"
@@ -121,15 +128,7 @@ def test_a_worker_killed_in_any_stage_is_recovered_once(
     """SIGKILL of the worker while the job is in ``stage`` (held there by a test stub that makes the
     stage sleep first: on this recording each takes well under a second); default settings: the job is
     done within two minutes, prepared and merged once in all."""
-    data = tmp_path / "data"
-    settings = make_settings(data)
-    migrate(settings)
-    api = make_api(settings)
-    from proxyai.worker.app import celery_app
-
-    first: Worker = workers(data, BOTH_QUEUES, "first", slow_stage=f"{stage}:60")
-    first.wait_ping(celery_app, timeout=60)
-    first.wait_event("models warm", timeout=90)
+    settings, api, first, _ = _start(tmp_path, workers, "first", slow_stage=f"{stage}:60")
     upload_id, correlation_id = api.upload(dialogue_wav)
     _wait_for_stage(api, upload_id, stage, first)
     time.sleep(1)
@@ -139,7 +138,7 @@ def test_a_worker_killed_in_any_stage_is_recovered_once(
     killed = time.monotonic()
     assert api.status(upload_id)["status"] == "processing"
 
-    second: Worker = workers(data, BOTH_QUEUES, "second", beat=True)
+    second: Worker = workers(settings.data_dir, BOTH_QUEUES, "second", beat=True)
     final = api.wait_finished(upload_id, timeout=150)
     assert final["status"] == "done", f"{final}\n{second.tail()}"
     assert time.monotonic() - killed < 120, "recovered, but later than two minutes after the kill"
@@ -171,15 +170,7 @@ def test_a_pool_process_killed_out_of_memory_mid_job_is_recovered_at_once(
     to that process alone, as the kernel sends it). Celery starts another pool process and hands it the
     message again; the new process sees that the lease's holder died on this machine and takes the part
     over at once, without waiting for the lease to expire."""
-    data = tmp_path / "data"
-    settings = make_settings(data)
-    migrate(settings)
-    api = make_api(settings)
-    from proxyai.worker.app import celery_app
-
-    worker: Worker = workers(data, BOTH_QUEUES, "oom")
-    worker.wait_ping(celery_app, timeout=60)
-    worker.wait_event("models warm", timeout=90)
+    settings, api, worker, _ = _start(tmp_path, workers, "oom")
     upload_id, _ = api.upload(long_wav)
     _wait_for_stage(api, upload_id, "transcribing", worker)
     time.sleep(2)
@@ -202,15 +193,7 @@ def test_worker_recovers_when_its_pool_process_dies(
 ) -> None:
     """A pool process killed (the OOM killer, a hard time limit) is replaced by Celery; the replacement
     warms its models before it says it is up, and Celery must not kill it for taking too long."""
-    data = tmp_path / "data"
-    settings = make_settings(data)
-    migrate(settings)
-    api = make_api(settings)
-    from proxyai.worker.app import celery_app
-
-    worker: Worker = workers(data, BOTH_QUEUES, "pool")
-    worker.wait_ping(celery_app, timeout=60)
-    warm = worker.wait_event("models warm", timeout=90)
+    _, api, worker, warm = _start(tmp_path, workers, "pool")
     (child,) = _children(worker.proc.pid)
     os.kill(child, signal.SIGKILL)
 
@@ -231,7 +214,7 @@ def test_worker_recovers_when_its_pool_process_dies(
 
     # Celery kills a new pool process that has not reported for duty after worker_proc_alive_timeout;
     # the warm-up runs before that report, so the limit must leave it ample room
-    alive_timeout = celery_app.conf.worker_proc_alive_timeout
+    alive_timeout = api.celery.conf.worker_proc_alive_timeout
     assert alive_timeout >= 2 * warm["seconds"], (
         f"worker_proc_alive_timeout is {alive_timeout} s, the warm-up of a pool process took {warm['seconds']} s"
     )
@@ -247,22 +230,14 @@ def test_a_job_over_its_time_limit_fails_with_a_message(
     from proxyai.context import time_limits
     from proxyai.worker.tasks import enqueue
 
-    data = tmp_path / "data"
     limits = {"task_time_limit": 10, "task_soft_time_limit": 5}
-    settings = make_settings(data, **limits)
-    migrate(settings)
-    api = make_api(settings)
-    from proxyai.worker.app import celery_app
-
-    worker: Worker = workers(data, BOTH_QUEUES, "limits", slow_stage="preparing:60", **limits)
-    worker.wait_ping(celery_app, timeout=60)
-    worker.wait_event("models warm", timeout=90)
+    settings, api, worker, _ = _start(tmp_path, workers, "limits", limits, slow_stage="preparing:60")
     assert time_limits(settings, 1.0) == (6, 11)
     user = api.ctx.store.user_by_key(api.key)
     assert user is not None
     job = api.ctx.store.create_job(user.id, "call.wav", dialogue_wav.stat().st_size, 1.0, {}, "cid-limit")
     api.ctx.files.upload_path(job.id).write_bytes(dialogue_wav.read_bytes())
-    enqueue(job.id, "cid-limit", 1.0)
+    enqueue(api.celery, job.id, "cid-limit", 1.0)
 
     final = api.wait_finished(job.id, timeout=90)
     assert final["status"] == "failed", f"{final}\n{worker.tail()}"

@@ -51,10 +51,8 @@ def run(tmp_path_factory: pytest.TempPathFactory, redis_db: Any, dialogue_wav: P
         gpu = launch_worker(data, root / "logs", "preprocess_gpu", "gpu")
         stack.callback(gpu.stop)
         api = make_api(settings)
-        from proxyai.worker.app import celery_app
-
         for worker in (cpu, gpu):
-            worker.wait_ping(celery_app, timeout=60)
+            worker.wait_ping(api.celery, timeout=60)
         for worker in (cpu, gpu):
             worker.wait_event("models warm", timeout=90)
         upload_id, correlation_id = api.upload(dialogue_wav)

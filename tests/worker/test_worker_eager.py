@@ -21,9 +21,7 @@ def eager(tmp_path_factory: pytest.TempPathFactory) -> Api:
 @pytest.fixture(scope="module")
 def done_job(eager: Api, dialogue_wav: Path) -> str:
     """A job uploaded through the API; in eager mode both parts and the merge run during the upload."""
-    from proxyai.worker.app import celery_app
-
-    assert celery_app.conf.task_always_eager
+    assert eager.celery.conf.task_always_eager
     upload_id, _ = eager.upload(dialogue_wav)
     status = eager.status(upload_id)
     assert status["status"] == "done", status
@@ -42,13 +40,11 @@ def _snapshot(api: Api, upload_id: str) -> dict[str, bytes]:
 
 
 def test_running_the_tasks_again_changes_nothing(eager: Api, done_job: str) -> None:
-    from proxyai.worker.tasks import diarize_full, prepare_job, transcribe_segments
-
     before = _snapshot(eager, done_job)
     # the prepared samples are dropped once the job is done; the speech map stays
     assert list(before) == ["asr.json", "diarization.json", "prepared/speech.json", "result.json"]
     job = eager.ctx.store.get_job(done_job)
-    for task in (transcribe_segments, prepare_job, diarize_full, transcribe_segments):
+    for task in map(eager.task, ("transcribe_segments", "prepare_job", "diarize_full", "transcribe_segments")):
         outcome = task.apply(args=(done_job, None))
         assert outcome.successful(), outcome.traceback
         outcome = task.apply(args=(done_job, job.correlation_id))
@@ -63,14 +59,12 @@ def test_running_the_tasks_again_changes_nothing(eager: Api, done_job: str) -> N
 
 def test_a_lost_part_file_is_redone_and_merged_again(eager: Api, done_job: str) -> None:
     """The merge reads both part files; a part whose flag is set but whose file is gone is done again."""
-    from proxyai.worker.tasks import diarize_full
-
     files = eager.ctx.files
     result_before = json.loads(files.part_path(done_job, "result").read_text())
     files.part_path(done_job, "diarization").unlink()
     files.part_path(done_job, "result").unlink()
     eager.ctx.store.update_job(done_job, status="processing", stage="diarizing")
-    outcome = diarize_full.apply(args=(done_job, None))
+    outcome = eager.task("diarize_full").apply(args=(done_job, None))
     assert outcome.successful(), outcome.traceback
     assert eager.status(done_job)["status"] == "done"
     assert sorted(p.name for p in files.result_dir(done_job).iterdir()) == [
@@ -96,10 +90,8 @@ def _job(api: Api, source: Path | bytes, options: dict[str, Any], correlation_id
 
 def test_a_bad_language_fails_the_job_with_a_message_naming_it(eager: Api, dialogue_wav: Path) -> None:
     """(A request cannot ask for an unknown language; a job row can hold one, as from an older version.)"""
-    from proxyai.worker.tasks import diarize_full, prepare_job, transcribe_segments
-
     upload_id = _job(eager, dialogue_wav, {"language": "xx"}, "cid-bad-language")
-    prepare_job.apply(args=(upload_id, "cid-bad-language"))  # eager: it runs both parts too
+    eager.task("prepare_job").apply(args=(upload_id, "cid-bad-language"))  # eager: it runs both parts too
 
     status = eager.status(upload_id)
     assert status["status"] == "failed", status
@@ -112,17 +104,15 @@ def test_a_bad_language_fails_the_job_with_a_message_naming_it(eager: Api, dialo
     assert not eager.ctx.files.part_path(upload_id, "result").exists()
 
     # a redelivered task does not bring it back to processing
-    for task in (transcribe_segments, diarize_full, prepare_job):
+    for task in map(eager.task, ("transcribe_segments", "diarize_full", "prepare_job")):
         task.apply(args=(upload_id, "cid-bad-language"))
     assert eager.status(upload_id)["status"] == "failed"
 
 
 def test_a_file_that_cannot_be_decoded_fails_the_job(eager: Api) -> None:
-    from proxyai.worker.tasks import diarize_full, prepare_job, transcribe_segments
-
     garbage = b"RIFF\x24\x08\x00\x00WAVEfmt " + bytes(range(256)) * 40
     upload_id = _job(eager, garbage, {}, "cid-garbage")
-    for task in (prepare_job, transcribe_segments, diarize_full):
+    for task in map(eager.task, ("prepare_job", "transcribe_segments", "diarize_full")):
         outcome = task.apply(args=(upload_id, "cid-garbage"))
         assert outcome.state in ("FAILURE", "SUCCESS")
     status = eager.status(upload_id)

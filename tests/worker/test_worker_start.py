@@ -16,13 +16,11 @@ def test_a_worker_that_answers_ping_is_warm_before_it_takes_a_task(tmp_path: Pat
     settings = make_settings(data)
     migrate(settings)
     worker = workers(data, BOTH_QUEUES, "warm")
-    make_api(settings)  # points this process's Celery app at the test broker
-    from proxyai.worker.app import celery_app
-    from proxyai.worker.tasks import cleanup_old_files
+    api = make_api(settings)
 
-    worker.wait_ping(celery_app, timeout=60)
+    worker.wait_ping(api.celery, timeout=60)
     assert "ready." in worker.text()
-    cleanup_old_files.delay()
+    api.task("cleanup_old_files").delay()
     worker.wait_event("cleanup done", timeout=90)
     warm = worker.events("models warm")
     assert len(warm) == 1 and warm[0]["queues"] == ["preprocess_cpu", "preprocess_gpu"], worker.tail()
@@ -45,8 +43,7 @@ def test_workers_started_at_once_on_a_new_data_dir_all_come_up(tmp_path: Path, r
         workers(data, queue, f"start-{i}", warmup="false")
         for i, queue in enumerate(["preprocess_cpu", "preprocess_gpu"] * 3)
     ]
-    make_api(make_settings(tmp_path / "api"))  # configures this process's Celery app for the broker
-    from proxyai.worker.app import celery_app
+    api = make_api(make_settings(tmp_path / "api"))
 
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and any(w.alive() and "ready." not in w.text() for w in started):
@@ -54,4 +51,4 @@ def test_workers_started_at_once_on_a_new_data_dir_all_come_up(tmp_path: Path, r
     crashed = [w for w in started if not w.alive()]
     assert not crashed, "\n\n".join(f"{w.name} exited {w.proc.returncode}:\n{w.tail(12)}" for w in crashed)
     for w in started:
-        w.wait_ping(celery_app, timeout=30)
+        w.wait_ping(api.celery, timeout=30)

@@ -65,6 +65,14 @@ class Api:
         return self.app.state.ctx
 
     @property
+    def celery(self) -> Any:
+        """The API's job queue (its own Celery app): pings, sends, and eager runs in its context."""
+        return self.app.state.celery
+
+    def task(self, name: str) -> Any:
+        return self.celery.tasks[f"proxyai.{name}"]
+
+    @property
     def headers(self) -> dict[str, str]:
         return {"X-API-Key": self.key}
 
@@ -96,27 +104,11 @@ class Api:
             time.sleep(0.2)
 
 
-def forget_broker_connections() -> None:
-    """Drop this process's broker connection and producer pools, so that the next ``create_app``
-    connects afresh. A work-around: ``proxyai.worker.app.configure`` closes the old pool but leaves
-    it in kombu's registry and keeps the old producer pool (test_worker_config.py,
-    test_switching_the_broker_back_and_forth_publishes_to_the_current_one)."""
-    from kombu import pools
-
-    from proxyai.worker.app import celery_app
-
-    pools.reset()
-    celery_app._pool = None
-    celery_app.amqp._producer_pool = None
-
-
-def make_api(settings: Any, fresh_connections: bool = True) -> Api:
+def make_api(settings: Any) -> Api:
     from fastapi.testclient import TestClient
 
     from proxyai.api.app import create_app
 
-    if fresh_connections:
-        forget_broker_connections()
     app = create_app(settings)
     _, key = app.state.ctx.store.create_user("t")
     return Api(app, TestClient(app), key)

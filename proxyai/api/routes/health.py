@@ -9,27 +9,23 @@ from fastapi import APIRouter, Response
 from starlette.concurrency import run_in_threadpool
 
 from proxyai import __version__
-from proxyai.api.deps import Ctx, rate_limit
+from proxyai.api.deps import Ctx, Queue, rate_limit
 from proxyai.api.schemas import Health
-from proxyai.context import Context
 from proxyai.observability import render_metrics
+from proxyai.worker.app import CPU_QUEUE, GPU_QUEUE, CeleryApp
 
 router = APIRouter(tags=["service"])
 
 
-def _broker_check(ctx: Context) -> None:
-    from proxyai.worker.app import celery_app
-
-    with celery_app.connection_for_write() as conn:
+def _broker_check(celery: CeleryApp) -> None:
+    with celery.connection_for_write() as conn:
         conn.ensure_connection(max_retries=1, timeout=2)
 
 
-def queue_depths(ctx: Context) -> dict[tuple[str, ...], float]:
+def queue_depths(celery: CeleryApp) -> dict[tuple[str, ...], float]:
     """Messages waiting in each queue (Redis: list length; embedded: rows in the broker table)."""
-    from proxyai.worker.app import CPU_QUEUE, GPU_QUEUE, celery_app
-
     depths: dict[tuple[str, ...], float] = {}
-    with celery_app.connection_for_read() as conn:
+    with celery.connection_for_read() as conn:
         for queue in (CPU_QUEUE, GPU_QUEUE):
             try:
                 _, count, _ = conn.default_channel.queue_declare(queue, passive=True)
@@ -45,11 +41,11 @@ def queue_depths(ctx: Context) -> dict[tuple[str, ...], float]:
     dependencies=[rate_limit("health")],
     responses={503: {"model": Health, "description": "the database or the broker cannot be reached"}},
 )
-async def health(ctx: Ctx, response: Response) -> Health:
+async def health(ctx: Ctx, celery: Queue, response: Response) -> Health:
     """``ok`` (200) when the database and the broker answer; ``failing`` (503, naming what failed and
     why) otherwise, so that a load balancer or an orchestrator takes this instance out."""
     failing: dict[str, str] = {}
-    for name, check in (("database", lambda: ctx.store.ping()), ("broker", lambda: _broker_check(ctx))):
+    for name, check in (("database", lambda: ctx.store.ping()), ("broker", lambda: _broker_check(celery))):
         try:
             await run_in_threadpool(check)
         except Exception as exc:
@@ -61,7 +57,7 @@ async def health(ctx: Ctx, response: Response) -> Health:
 
 
 @router.get("/metrics", dependencies=[rate_limit("metrics")], response_class=Response)
-async def metrics(ctx: Ctx) -> Response:
+async def metrics(ctx: Ctx, celery: Queue) -> Response:
     """Prometheus text: HTTP, pipeline stages, task runs, jobs by status, queue depth."""
 
     def collect() -> bytes:
@@ -69,7 +65,7 @@ async def metrics(ctx: Ctx) -> Response:
         with contextlib.suppress(Exception):  # a database outage must not hide the other metrics
             extra["proxyai_jobs"] = {(k,): float(v) for k, v in ctx.store.counts_by_status().items()}
         with contextlib.suppress(Exception):
-            extra["proxyai_queue_depth"] = queue_depths(ctx)
+            extra["proxyai_queue_depth"] = queue_depths(celery)
         return render_metrics(extra)
 
     body = await run_in_threadpool(collect)

@@ -10,7 +10,7 @@ import structlog
 from fastapi import APIRouter, HTTPException, Request
 from starlette.concurrency import run_in_threadpool
 
-from proxyai.api.deps import Ctx, CurrentUser, rate_limit
+from proxyai.api.deps import Ctx, CurrentUser, Queue, rate_limit
 from proxyai.api.schemas import UploadResponse
 from proxyai.api.upload import receive_upload
 from proxyai.jobs import JobOptions, OptionsError
@@ -26,7 +26,7 @@ RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-async def create_upload(request: Request, ctx: Ctx, user: CurrentUser) -> UploadResponse:
+async def create_upload(request: Request, ctx: Ctx, celery: Queue, user: CurrentUser) -> UploadResponse:
     from proxyai.worker.tasks import enqueue
 
     fd, tmp = ctx.files.new_upload()
@@ -61,7 +61,7 @@ async def create_upload(request: Request, ctx: Ctx, user: CurrentUser) -> Upload
         raise
     request.state.upload_id = job.id
     try:
-        await run_in_threadpool(enqueue, job.id, correlation_id, job.duration)
+        await run_in_threadpool(enqueue, celery, job.id, correlation_id, job.duration)
     except Exception as exc:  # the broker is down: say so, keep nothing half-done
         structlog.get_logger("proxyai.api").exception("could not queue the job", upload_id=job.id)
         ctx.store.fail_job(job.id, f"could not queue the job: {exc}")
