@@ -11,6 +11,7 @@ import ast
 import contextlib
 import logging
 import os
+import sys
 import threading
 from collections.abc import MutableMapping
 from typing import Any, TextIO, cast
@@ -105,6 +106,17 @@ class LineWriter:
 
 
 LINES = LineWriter(1)
+
+
+def json_only_stdout() -> None:
+    """Keep this process's stdout for the JSON lines: :data:`LINES` writes to a copy of it, and file
+    descriptor 1, where Celery prints its banner and shutdown notices (and any library prints), becomes
+    stderr. Child processes (a worker's pool) inherit both. Called once by ``worker`` and ``beat``."""
+    if LINES.fd != 1:
+        return
+    sys.stdout.flush()
+    LINES.fd = os.dup(1)
+    os.dup2(2, 1)
 
 
 def get_logger(name: str = "proxyai") -> Any:

@@ -47,11 +47,12 @@ def local_key(settings: Settings) -> tuple[str | None, Path]:
 
 def run_api(settings: Settings, host: str, port: int, workers: int | None = None) -> None:
     import uvicorn
+    from uvicorn.supervisors import Multiprocess
 
     from proxyai.context import make_context
 
     make_context(settings)  # migrate once, before any worker process starts
-    uvicorn.run(
+    config = uvicorn.Config(
         "proxyai.api.app:create_app",
         factory=True,
         host=host,
@@ -60,6 +61,26 @@ def run_api(settings: Settings, host: str, port: int, workers: int | None = None
         log_config=None,
         access_log=False,
     )
+
+    class Processes(Multiprocess):
+        """uvicorn's supervisor of several API processes, which restarts them on SIGHUP: stop instead,
+        as on SIGTERM (a service manager's hang-up means stop, and nothing reloads a changed setting)."""
+
+        def handle_hup(self) -> None:
+            self.handle_term()
+
+    if config.workers > 1:
+        Processes(config, sockets=[config.bind_socket()]).run()
+    else:
+        # one process: uvicorn handles SIGINT and SIGTERM; a hang-up is handed over as SIGTERM
+        previous = signal.signal(signal.SIGHUP, lambda *_: signal.raise_signal(signal.SIGTERM))
+        server = uvicorn.Server(config)
+        try:
+            server.run()
+        finally:
+            signal.signal(signal.SIGHUP, previous)
+        if not server.started:  # as uvicorn.run: the port was taken, the app failed to start
+            raise SystemExit(3)
 
 
 def worker_argv(queues: str, concurrency: int, pool: str, beat: bool, name: str | None = None) -> list[str]:
@@ -79,15 +100,19 @@ def run_worker(settings: Settings, queues: str, concurrency: int, pool: str, bea
     os.environ["PROXYAI_WORKER_QUEUES"] = queues
     os.environ["PROXYAI_WORKER_POOL"] = pool
     from proxyai.context import make_context
+    from proxyai.observability import json_only_stdout
     from proxyai.worker.app import celery_app
 
+    json_only_stdout()
     make_context(settings)
     celery_app.worker_main(worker_argv(queues, concurrency, pool, beat))
 
 
 def run_beat(settings: Settings) -> None:
+    from proxyai.observability import json_only_stdout
     from proxyai.worker.app import celery_app
 
+    json_only_stdout()
     schedule = settings.data_dir / "beat-schedule"
     schedule.parent.mkdir(parents=True, exist_ok=True)
     celery_app.start(["beat", "--loglevel", "INFO", "-s", str(schedule)])

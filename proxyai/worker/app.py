@@ -19,6 +19,7 @@ from proxyai.context import Context, make_context, visibility_timeout
 
 CPU_QUEUE = "preprocess_cpu"
 GPU_QUEUE = "preprocess_gpu"
+SHUTDOWN_GRACE_S = 10.0
 
 
 class CeleryApp(Celery):  # type: ignore[misc]
@@ -45,6 +46,7 @@ def make_celery(settings: Settings, context: Context | None = None, set_as_curre
     app = CeleryApp(settings, context, set_as_current=set_as_current)
     configure(app, settings)
     app.steps["worker"].add(WaitForWarmPool)
+    app.steps["worker"].add(StopOnSignals)
     return app
 
 
@@ -94,6 +96,8 @@ def configure(app: Celery, settings: Settings) -> None:
         worker_hijack_root_logger=False,
         worker_redirect_stdouts=False,
         worker_send_task_events=True,
+        # a stopping worker gives its running tasks this long before it cancels them (StopOnSignals)
+        worker_soft_shutdown_timeout=SHUTDOWN_GRACE_S,
         task_send_sent_event=True,
         beat_schedule={
             "cleanup-old-files": {"task": "proxyai.cleanup_old_files", "schedule": crontab(hour=3, minute=17)},
@@ -154,6 +158,20 @@ class WaitForWarmPool(bootsteps.StartStopStep):  # type: ignore[misc]
         deadline = time.monotonic() + 300
         while len(os.listdir(folder)) < int(worker.concurrency or 1) and time.monotonic() < deadline:
             time.sleep(0.2)
+
+
+class StopOnSignals(bootsteps.StartStopStep):  # type: ignore[misc]
+    """SIGTERM, SIGINT and SIGHUP all stop the worker within ``SHUTDOWN_GRACE_S`` (Celery's SIGTERM
+    waits for every running task, however long; its SIGHUP restarts the worker): running tasks get that
+    long to finish, then they are cancelled and their messages given back to the broker (unacknowledged:
+    acks_late), and their parts' leases let the next worker take them over. Installed once Celery has
+    installed its own handlers (this step starts after them)."""
+
+    def start(self, worker: Any) -> None:
+        from celery.apps.worker import install_worker_term_hard_handler
+
+        for name in ("SIGTERM", "SIGINT", "SIGHUP"):
+            install_worker_term_hard_handler(worker, sig=name, exitcode=0)
 
 
 def _warm_up() -> None:

@@ -4,6 +4,7 @@ worker survives the death of its pool process; a part over its time limit fails 
 from __future__ import annotations
 
 import os
+import re
 import signal
 import time
 from pathlib import Path
@@ -245,3 +246,40 @@ def test_a_job_over_its_time_limit_fails_with_a_message(
     assert "Soft time limit (6s) exceeded" in worker.text()
     assert not api.ctx.files.part_path(job.id, "result").exists()
     assert worker.alive()
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP], ids=lambda s: s.name)
+def test_a_worker_stopped_mid_job_gives_its_task_back(
+    tmp_path: Path, redis_db: Any, workers: Any, dialogue_wav: Path, signum: signal.Signals
+) -> None:
+    """A stop signal to a worker in the middle of recognition (held there by the slow-stage test stub):
+    it waits its grace period, cancels the task, gives the message back to the broker and exits within
+    30 s, leaving no process; the next worker (no scheduler: nothing is reaped) gets that message and
+    the job is done once."""
+    settings, api, first, _ = _start(tmp_path, workers, "first", slow_stage="transcribing:120")
+    upload_id, correlation_id = api.upload(dialogue_wav)
+    _wait_for_stage(api, upload_id, "transcribing", first)
+    time.sleep(1)
+    group = first.proc.pid
+    first.proc.send_signal(signum)
+    stopped = time.monotonic()
+    assert first.proc.wait(timeout=30) == 0, first.tail()
+    assert time.monotonic() - stopped < 30
+    with pytest.raises(ProcessLookupError):  # nothing left of its process group (pool, children)
+        for _ in range(50):
+            os.killpg(group, 0)
+            time.sleep(0.1)
+    assert redis_db.llen("preprocess_gpu") == 1, "the running task's message was not given back"
+    assert api.status(upload_id)["status"] == "processing"
+
+    second: Worker = workers(settings.data_dir, BOTH_QUEUES, "second")
+    final = api.wait_finished(upload_id, timeout=120)
+    assert final["status"] == "done", f"{final}\n{second.tail()}"
+    # the very message the first worker had taken (its task id), not a new one sent by a reaper
+    (task_id,) = re.findall(r"proxyai\.transcribe_segments\[([0-9a-f-]+)\] received", first.text())
+    assert f"proxyai.transcribe_segments[{task_id}] received" in second.text(), second.tail()
+    assert "Restoring 1 unacknowledged message(s)" in first.text()
+    second.wait_for(lambda: second.events("job done", upload_id=upload_id), 20, "job done line")
+    merges = first.events("job done", upload_id=upload_id) + second.events("job done", upload_id=upload_id)
+    assert len(merges) == 1 and merges[0]["correlation_id"] == correlation_id
+    assert job_files(settings.results / upload_id) == DONE_FILES

@@ -1,8 +1,9 @@
 """A test stub, never part of the service: a worker process started with this folder on PYTHONPATH and
 ``PROXYAI_TEST_SLOW_STAGE=<stage>:<seconds>`` sleeps that long at the start of one stage of every job
-(``preparing``: the speech scan; ``diarizing``: the embedded diarizer; ``merging``: the word-to-speaker
-assignment), so that a test can kill the worker while a job is surely in that stage. The stages run in
-a fraction of a second on the test recordings, too quickly to catch otherwise."""
+(``preparing``: the speech scan; ``transcribing``: the recognition of the chunks; ``diarizing``: the
+embedded diarizer; ``merging``: the word-to-speaker assignment), so that a test can kill the worker
+while a job is surely in that stage. The stages run in a fraction of a second on the test recordings,
+too quickly to catch otherwise."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ def _slow_down(spec: str) -> None:
     stage, _, seconds = spec.partition(":")
     targets: dict[str, tuple[Any, str]] = {
         "preparing": (vad, "detect_speech"),
+        "transcribing": (run, "transcribe_chunks"),
         "diarizing": (run, "diarize_embedded"),
         "merging": (run, "assign_speakers"),
     }
