@@ -73,7 +73,9 @@ def configure(app: Celery, settings: Settings) -> None:
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
         task_time_limit=settings.task_time_limit,
-        task_soft_time_limit=settings.task_soft_time_limit,
+        # below the hard limit, as time_limits() keeps it (a TASK_TIME_LIMIT set alone under the default
+        # soft limit must not make every send fail)
+        task_soft_time_limit=max(1, min(settings.task_soft_time_limit, settings.task_time_limit - 5)),
         task_ignore_result=settings.celery_result_backend is None,
         task_always_eager=settings.celery_task_always_eager,
         task_eager_propagates=False,

@@ -55,6 +55,18 @@ def test_time_limits_keep_soft_below_hard(tmp_path: Path) -> None:
         assert 0 < soft < hard
 
 
+def test_a_hard_limit_set_alone_under_the_default_soft_one_still_queues_jobs(tmp_path: Path) -> None:
+    """``TASK_TIME_LIMIT=60`` with the default soft limit (550 s): Celery refuses to send a task whose
+    soft limit is above its hard one, so the app's own defaults keep the soft limit below too."""
+    from proxyai.worker.tasks import enqueue
+
+    api = make_api(make_settings(tmp_path / "data", broker=None, task_time_limit=60))
+    task = api.task("prepare_job")
+    assert 0 < task.soft_time_limit < task.time_limit == 60
+    job = api.ctx.store.create_job(None, "a.wav", 10, 1.0, {}, "cid")
+    enqueue(api.celery, job.id, "cid", 1.0)
+
+
 def _messages(redis_db: Any, queue: str) -> list[dict[str, Any]]:
     out = []
     for raw in redis_db.lrange(queue, 0, -1):
