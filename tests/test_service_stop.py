@@ -18,6 +18,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from process_helpers import processes_with, wait_for
 
 SIGNALS = [signal.SIGTERM, signal.SIGINT, signal.SIGHUP]
 
@@ -26,26 +27,6 @@ def _port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def _processes_with(marker: str) -> set[int]:
-    """Processes whose environment holds ``marker`` (the test's data folder)."""
-    found = set()
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError):
-                if marker.encode() in (entry / "environ").read_bytes():
-                    found.add(int(entry.name))
-    return found
-
-
-def _wait(predicate: Callable[[], object], seconds: float) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.2)
-    return bool(predicate())
 
 
 def _answers(url: str) -> bool:
@@ -87,19 +68,19 @@ def test_a_stop_signal_stops_the_command_and_all_its_processes(
             start_new_session=True,
         )
     try:
-        assert _wait(lambda: proc.poll() is None and is_up(log), 90), (
+        assert wait_for(lambda: proc.poll() is None and is_up(log), 90), (
             f"{name} did not start:\n{err.read_text()[-3000:]}"
         )
         if name == "worker":  # the pool's two processes and the scheduler's, beside the main one
-            assert _wait(lambda: len(_processes_with(marker)) >= 4, 30), _processes_with(marker)
+            assert wait_for(lambda: len(processes_with(marker)) >= 4, 30), processes_with(marker)
         started = time.monotonic()
         os.kill(proc.pid, signum)  # the main process only, as a service manager does
         try:
             proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             raise AssertionError(f"{name} still running 30 s after {signum.name}:\n{err.read_text()[-3000:]}") from None
-        left = _wait(lambda: not _processes_with(marker), 30 - (time.monotonic() - started))
-        assert left, f"{name}: processes outlived it after {signum.name}: {_processes_with(marker)}"
+        left = wait_for(lambda: not processes_with(marker), 30 - (time.monotonic() - started))
+        assert left, f"{name}: processes outlived it after {signum.name}: {processes_with(marker)}"
         for number, line in enumerate(log.read_text().splitlines(), 1):  # stdout: JSON lines only
             assert line.startswith("{") and isinstance(json.loads(line), dict), f"{name} stdout {number}: {line!r}"
     finally:

@@ -12,11 +12,12 @@ import select
 import signal
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+from process_helpers import processes_with, wait_for
 from serve_helper import json_lines, serve, start
 
 pytestmark = pytest.mark.slow
@@ -193,24 +194,11 @@ def test_streamed_body_is_cut_off_at_the_limit(server: tuple[str, str, Path]) ->
     assert not leftovers
 
 
-def _processes_with(marker: str) -> set[int]:
-    """Processes whose environment holds ``marker`` (this test's data folder)."""
-    found = set()
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if marker.encode() in (entry / "environ").read_bytes():
-                    found.add(int(entry.name))
-            except OSError:
-                continue
-    return found
-
-
 def _workers(marker: str) -> set[int]:
     """The service's worker processes: those with ``worker`` on their command line whose parent is not
     itself one (a worker's own short-lived forks carry its command line until they exec)."""
     found = {}
-    for pid in _processes_with(marker):
+    for pid in processes_with(marker):
         try:
             if b"worker" in Path(f"/proc/{pid}/cmdline").read_bytes():
                 stat = Path(f"/proc/{pid}/stat").read_text()
@@ -218,15 +206,6 @@ def _workers(marker: str) -> set[int]:
         except (OSError, ValueError, IndexError):
             continue
     return {pid for pid, parent in found.items() if parent not in found}
-
-
-def _wait_for(predicate: Callable[[], object], seconds: float) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.2)
-    return bool(predicate())
 
 
 def _replaced(marker: str, old: int) -> bool:
@@ -239,17 +218,17 @@ def test_crashed_workers_are_restarted_and_leave_nothing_behind(tmp_path_factory
     folder = tmp_path_factory.mktemp("crashes")
     marker = f"DATA_DIR={folder / 'data'}"
     with serve(folder, WARMUP="false") as (base, _, _):
-        assert _wait_for(lambda: len(_workers(marker)) == 1, 30), _processes_with(marker)
+        assert wait_for(lambda: len(_workers(marker)) == 1, 30), processes_with(marker)
         for crash in range(3):
             (old,) = _workers(marker)
             os.kill(old, signal.SIGKILL)
-            restarted = _wait_for(functools.partial(_replaced, marker, old), 30)
+            restarted = wait_for(functools.partial(_replaced, marker, old), 30)
             assert restarted, (folder / "serve.log").read_text()[-2000:]
-            two = _wait_for(lambda: len(_processes_with(marker)) == 2, 10)
-            assert two, f"crash {crash}: {_processes_with(marker)}"
+            two = wait_for(lambda: len(processes_with(marker)) == 2, 10)
+            assert two, f"crash {crash}: {processes_with(marker)}"
         assert (folder / "serve.log").read_text().count("restarting it") == 3
         assert httpx.get(f"{base}/health").json()["status"] == "ok"
-    assert _wait_for(lambda: not _processes_with(marker), 30), "processes of the service outlived it"
+    assert wait_for(lambda: not processes_with(marker), 30), "processes of the service outlived it"
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP], ids=lambda s: s.name)
@@ -262,10 +241,10 @@ def test_a_stop_signal_to_serve_alone_stops_every_process(
     marker = f"DATA_DIR={folder / 'data'}"
     proc, _ = start(folder, WARMUP="false")
     try:
-        assert _wait_for(lambda: len(_workers(marker)) == 1, 30), _processes_with(marker)
+        assert wait_for(lambda: len(_workers(marker)) == 1, 30), processes_with(marker)
         os.kill(proc.pid, signum)
         proc.wait(timeout=30)
-        assert _wait_for(lambda: not _processes_with(marker), 5), "processes outlived the service"
+        assert wait_for(lambda: not processes_with(marker), 5), "processes outlived the service"
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
@@ -277,10 +256,10 @@ def test_a_killed_serve_takes_its_worker_with_it(tmp_path_factory: pytest.TempPa
     marker = f"DATA_DIR={folder / 'data'}"
     proc, _ = start(folder, WARMUP="false")
     try:
-        assert _wait_for(lambda: len(_workers(marker)) == 1, 30), _processes_with(marker)
+        assert wait_for(lambda: len(_workers(marker)) == 1, 30), processes_with(marker)
         proc.kill()
         proc.wait(timeout=10)
-        assert _wait_for(lambda: not _processes_with(marker), 30), "the worker outlived a killed serve"
+        assert wait_for(lambda: not processes_with(marker), 30), "the worker outlived a killed serve"
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
@@ -317,13 +296,13 @@ def test_a_job_whose_worker_is_killed_mid_job_finishes_once(
         def status() -> dict[str, object]:
             return dict(httpx.get(f"{base}/status/{upload_id}", headers=headers).json())
 
-        assert _wait_for(lambda: status()["stage"] == "transcribing", 120), status()
+        assert wait_for(lambda: status()["stage"] == "transcribing", 120), status()
         time.sleep(2)
         assert status()["status"] == "processing"
         (worker,) = _workers(marker)
         os.kill(worker, signal.SIGKILL)
         killed = time.monotonic()
-        assert _wait_for(lambda: status()["status"] in ("done", "failed"), 150), status()
+        assert wait_for(lambda: status()["status"] in ("done", "failed"), 150), status()
         assert status()["status"] == "done", status()
         assert time.monotonic() - killed < 120
         result = httpx.get(f"{base}/results/{upload_id}", headers=headers).json()
