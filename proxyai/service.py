@@ -29,7 +29,8 @@ def prepare_metrics_dir(settings: Settings) -> None:
 
 
 def local_key(settings: Settings) -> tuple[str | None, Path]:
-    """On a machine with no users yet, create ``local`` and keep its key in ``data/local-api-key``."""
+    """On a machine with no users yet, create ``local`` and keep its key in ``data/local-api-key``
+    (created readable by its owner only); the key is returned only then, to be shown once."""
     from proxyai.context import make_context
 
     ctx = make_context(settings)
@@ -37,11 +38,11 @@ def local_key(settings: Settings) -> tuple[str | None, Path]:
     if ctx.store.count_users() == 0:
         _, key = ctx.store.create_user("local")
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(key + "\n")
-        path.chmod(0o600)
+        path.unlink(missing_ok=True)  # a key file of an earlier database: replaced, never reopened
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(key + "\n")
         return key, path
-    if path.exists():
-        return path.read_text().strip(), path
     return None, path
 
 
@@ -227,8 +228,10 @@ def serve(settings: Settings, host: str, port: int) -> int:
         signal.signal(signum, _on_stop_signal)
     prepare_metrics_dir(settings)
     key, path = local_key(settings)
-    if key:
+    if key:  # shown once, when it is created
         print(f"proxyai: API key for this machine: {key}  (kept in {path})", file=sys.stderr, flush=True)
+    elif path.exists():
+        print(f"proxyai: the API key for this machine is in {path}", file=sys.stderr, flush=True)
     concurrency = max(2, settings.cpu_concurrency + settings.gpu_concurrency)
     argv = [sys.executable, "-m", "proxyai.cli", "worker", "--queues", "preprocess_cpu,preprocess_gpu"]
     worker = Supervised("worker", [*argv, "--concurrency", str(concurrency), "--pool", "threads"])

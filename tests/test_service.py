@@ -95,3 +95,41 @@ def test_celery_exporter_serves_queue_lengths_and_workers(tmp_path: Path, redis_
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=10)
+
+
+def test_the_local_key_is_created_private_and_returned_only_once(tmp_path: Path) -> None:
+    """``serve`` shows the key only when it creates it; the key file is never readable by others, not even
+    between its creation and a chmod; the databases are the owner's only too."""
+    from proxyai.config import load_settings
+    from proxyai.service import local_key
+
+    settings = load_settings(_env_file=None, data_dir=tmp_path / "data", warmup=False)
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "local-api-key").write_text("a key of an earlier database\n")
+    key, path = local_key(settings)
+    assert key and path.read_text() == key + "\n"
+    assert oct(path.stat().st_mode & 0o777) == "0o600"
+    assert oct((tmp_path / "data" / "proxyai.db").stat().st_mode & 0o777) == "0o600"
+    from proxyai.context import make_context
+
+    assert make_context(settings).store.user_by_key(key) is not None
+    again, same = local_key(settings)
+    assert again is None and same == path and path.read_text() == key + "\n"
+
+
+def test_databases_made_world_readable_are_made_private_again(tmp_path: Path) -> None:
+    from proxyai.config import load_settings
+    from proxyai.context import make_context
+    from proxyai.worker.app import make_celery
+
+    data = tmp_path / "data"
+    data.mkdir()
+    for name in ("proxyai.db", "broker.db"):
+        (data / name).touch(mode=0o644)
+        (data / name).chmod(0o644)
+    settings = load_settings(_env_file=None, data_dir=data, warmup=False)
+    ctx = make_context(settings)
+    make_celery(settings, ctx, set_as_current=False).close()
+    for name in ("proxyai.db", "broker.db"):
+        assert oct((data / name).stat().st_mode & 0o777) == "0o600", name
+    ctx.store.engine.dispose()

@@ -6,8 +6,10 @@ tables and the queries, nothing else touches SQL.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import os
 import secrets
 import time
 import uuid
@@ -116,6 +118,18 @@ def _sqlite_pragmas(dbapi_connection: Any, _: Any) -> None:
     cursor.close()
 
 
+def private_file(path: Path) -> None:
+    """Create ``path`` (and its folder) readable by its owner only, or make it so: an SQLite database
+    holds key hashes and everyone's jobs (SQLite gives its WAL and shared-memory files the same mode)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.exists():
+        with contextlib.suppress(FileExistsError):  # another process created it meanwhile
+            os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+    with contextlib.suppress(PermissionError):  # someone else's file (a shared volume): left as it is
+        if path.stat().st_mode & 0o077:
+            os.chmod(path, 0o600)
+
+
 class Store:
     """The database: sessions and every query the API and workers need."""
 
@@ -125,7 +139,7 @@ class Store:
         if url.startswith("sqlite"):
             path = url.split("///", 1)[-1]
             if path and path != ":memory:":
-                Path(path).parent.mkdir(parents=True, exist_ok=True)
+                private_file(Path(path))
             kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
         self.engine: Engine = create_engine(url, **kwargs)
         if url.startswith("sqlite"):

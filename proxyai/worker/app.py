@@ -53,7 +53,9 @@ def make_celery(settings: Settings, context: Context | None = None, set_as_curre
 def configure(app: Celery, settings: Settings) -> None:
     """Apply ``settings`` to ``app``."""
     if settings.embedded:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        from proxyai.store.db import private_file
+
+        private_file(settings.data_dir / "broker.db")
     app.conf.update(
         broker_url=settings.broker_url,
         result_backend=settings.celery_result_backend,

@@ -37,7 +37,12 @@ def test_serve_needs_no_other_server(server: tuple[str, str, Path]) -> None:
     assert health["status"] == "ok"
     assert (folder / "data" / "proxyai.db").exists()  # jobs in SQLite
     key_file = folder / "data" / "local-api-key"
-    assert oct(key_file.stat().st_mode & 0o777) == "0o600"
+    for private in (key_file, folder / "data" / "proxyai.db", folder / "data" / "broker.db"):
+        assert oct(private.stat().st_mode & 0o777) == "0o600", private
+    # the key is shown once, when it is created (stderr), and never on stdout
+    key = key_file.read_text().strip()
+    assert (folder / "serve.log").read_text().count(key) == 1
+    assert key not in (folder / "serve.out").read_text()
 
 
 def test_upload_to_results_labels_and_formats(server: tuple[str, str, Path], shared_audio: Path) -> None:
