@@ -58,6 +58,7 @@ class Settings(BaseSettings):
     results_folder: Path | None = None
     diarizer_cache_dir: Path | None = None
     max_file_size: int = 500 * 1000**2
+    max_duration: float = Field(4 * 3600, gt=0)  # seconds of audio per job: refused at upload, enforced in decoding
     file_retention_days: int = Field(7, ge=1)
 
     # pipeline

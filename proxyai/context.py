@@ -41,6 +41,7 @@ def pipeline_options(settings: Settings, job: JobOptions) -> PipelineOptions:
         channels=job.channels,
         pyannote_protocol=settings.pyannote_protocol,
         huggingface_token=settings.huggingface_token.get_secret_value() if settings.huggingface_token else None,
+        max_duration=settings.max_duration,
         asr=AsrOptions(language=job.language, task=job.task, batch_size=settings.batch_size),
         diarization=DiarizationOptions(
             backend=job.diarization,
@@ -57,7 +58,7 @@ def time_limits(settings: Settings, duration: float | None) -> tuple[int, int]:
     """(soft, hard) seconds for one part of a job: the configured limits, raised for long audio so that
     an hour-long file is not killed halfway (a slow CPU transcribes at about real time), up to
     ``TASK_TIME_LIMIT_MAX``."""
-    extra = int(1.5 * (duration or 0.0))
+    extra = int(1.5 * min(duration or 0.0, settings.max_duration))  # a header's claim counts up to the cap
     hard = min(settings.task_time_limit + extra, max(settings.task_time_limit_max, settings.task_time_limit))
     soft = min(settings.task_soft_time_limit + extra, hard - 5)
     return soft, hard

@@ -98,16 +98,30 @@ def _stream_seconds(container: Any, stream: Any) -> float | None:
     return None
 
 
-class _Buffer:
-    """A float32 array filled piece by piece, sized from the stream's duration (grown if that was
-    short), so that decoding never holds the audio twice."""
+class DurationError(ValueError):
+    """The decoded audio is longer than the most a job may hold (``MAX_DURATION``)."""
 
-    def __init__(self, capacity: int) -> None:
+
+TRUSTED_HEADER_S = 600.0  # a header's duration sizes the first buffer only up to this: headers lie
+
+
+class _Buffer:
+    """A float32 array filled piece by piece, first sized from the stream's duration (at most
+    :data:`TRUSTED_HEADER_S` of it), grown by half as the samples actually arrive, and never past
+    ``limit`` samples: memory follows what is decoded, not what the header claims."""
+
+    def __init__(self, capacity: int, limit: int | None = None, max_seconds: float | None = None) -> None:
         self.data = np.empty(max(capacity, 1024), dtype=np.float32)
         self.size = 0
+        self.limit = limit
+        self.max_seconds = max_seconds
 
     def add(self, piece: np.ndarray) -> None:
         end = self.size + len(piece)
+        if self.limit is not None and end > self.limit:
+            raise DurationError(
+                f"the recording is longer than {self.max_seconds:g} s, the most one job may hold (MAX_DURATION)"
+            )
         if end > len(self.data):
             grown = np.empty(max(end, int(len(self.data) * 1.5)), dtype=np.float32)
             grown[: self.size] = self.data[: self.size]
@@ -123,11 +137,13 @@ def decode(
     path: str | os.PathLike[str],
     sample_rate: int = SAMPLE_RATE,
     keep_channels: bool = False,
+    max_seconds: float | None = None,
 ) -> Audio:
     """Decode the first audio stream of ``path``, resampled to ``sample_rate``.
 
     Mono by default; with ``keep_channels`` a stereo (or multi-channel) file keeps up to two channels
-    as ``(2, n)``. Raises :class:`AudioError` for anything that is not decodable audio.
+    as ``(2, n)``. Raises :class:`AudioError` for anything that is not decodable audio, and
+    :class:`DurationError` as soon as more than ``max_seconds`` have been decoded.
     """
     import av
 
@@ -140,7 +156,9 @@ def decode(
         resampler = av.AudioResampler(format="flt", layout=layout, rate=sample_rate)
         width = 2 if layout == "stereo" else 1
         expected = _stream_seconds(container, stream)
-        buffer = _Buffer(int((expected or 60.0) * 1.01 * sample_rate * width) + sample_rate)
+        first = min(expected or 60.0, TRUSTED_HEADER_S, max_seconds or TRUSTED_HEADER_S)
+        limit = None if max_seconds is None else int(max_seconds * sample_rate * width)
+        buffer = _Buffer(int(first * 1.01 * sample_rate * width) + sample_rate, limit, max_seconds)
         try:
             for frame in container.decode(stream):
                 frame.pts = None

@@ -44,6 +44,7 @@ class PipelineOptions:
     channels: str = "auto"
     pyannote_protocol: str | None = None
     huggingface_token: str | None = None
+    max_duration: float | None = None  # seconds of audio one job may hold; decoding stops past it
     asr: AsrOptions = field(default_factory=AsrOptions)
     diarization: DiarizationOptions = field(default_factory=DiarizationOptions)
 
@@ -76,7 +77,11 @@ class Prepared:
 def prepare(source: str | os.PathLike[str] | Audio, options: PipelineOptions) -> Prepared:
     """Decode (keeping stereo channels unless mixing) and find speech; decide mixed or split."""
     t0 = time.perf_counter()
-    audio = source if isinstance(source, Audio) else decode(source, keep_channels=options.channels != "mix")
+    audio = (
+        source
+        if isinstance(source, Audio)
+        else decode(source, keep_channels=options.channels != "mix", max_seconds=options.max_duration)
+    )
     t1 = time.perf_counter()
     vad_opts = vad.preset(options.vad_level)
     split = False

@@ -41,8 +41,13 @@ from proxyai.worker.lease import leased
 
 log = get_logger("proxyai.worker")
 
+
+class OutOfMemory(RuntimeError):
+    """A job ran out of memory (raised instead of the MemoryError, which would stop the worker)."""
+
+
 TRANSIENT = (OperationalError, ConnectionError, TimeoutError)
-USER_ERRORS = (AudioError, ModelError, DiarizationError, ValueError)
+USER_ERRORS = (AudioError, ModelError, DiarizationError, ValueError, OutOfMemory)
 INCOMING_IDLE_S = 3600.0  # a partial upload not written to for this long is swept by the clean-up
 
 
@@ -77,7 +82,10 @@ class JobTask(Task):  # type: ignore[misc]
             upload_id=upload_id, correlation_id=correlation_id, task=self.name, task_id=self.request.id
         )
         try:
-            result = super().__call__(*args, **kwargs)
+            try:
+                result = super().__call__(*args, **kwargs)
+            except MemoryError:  # Celery stops the worker on a MemoryError: fail this job, keep the worker
+                raise OutOfMemory("the recording needs more memory than this worker has; split it") from None
         except BaseException as exc:
             TASK_RUNS.labels(self.name, "retry" if isinstance(exc, TRANSIENT) else "failure").inc()
             raise

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from api_helpers import DIALOGUE, ApiClient, assert_error
+from audio_helpers import lying_flac
 from fastapi.testclient import TestClient
 
 from proxyai.api.app import create_app
@@ -123,6 +124,37 @@ def test_a_file_over_the_size_limit_is_413_and_nothing_is_kept(make_sqlite_api: 
     response = api.upload(key, content[:100_000], "exact.wav", {"language": "en"})
     assert_error(response, 415)
     assert api.uploads_folder_files() == []
+
+
+def test_a_recording_longer_than_max_duration_is_413_and_nothing_is_kept(
+    make_sqlite_api: Callable[..., ApiClient], tmp_path: Path
+) -> None:
+    """An 18 KB FLAC whose header claims a million seconds: refused from the probe, naming the setting."""
+    api = make_sqlite_api()
+    key = api.new_user()
+    liar = lying_flac(tmp_path / "liar.flac").read_bytes()
+    assert len(liar) < 100_000
+    assert_error(api.upload(key, liar, "liar.flac"), 413, mentions="MAX_DURATION")
+    assert api.uploads_folder_files() == []
+    assert api.get("/jobs", headers={"X-API-Key": key}).json()["total"] == 0
+
+
+def test_audio_longer_than_its_header_says_fails_the_job_at_max_duration_and_the_next_job_runs(
+    make_sqlite_api: Callable[..., ApiClient], tmp_path: Path, short_stereo: bytes
+) -> None:
+    """The header claims 1 s, the file holds 12 s, ``MAX_DURATION`` is 5 s: the upload passes (the probe
+    believes the header), decoding stops at 5 s and the job fails naming the setting; the next job runs."""
+    api = make_sqlite_api(max_duration=5)
+    key = api.new_user()
+    liar = lying_flac(tmp_path / "liar.flac", seconds=12.0, claimed=1.0).read_bytes()
+    response = api.upload(key, liar, "liar.flac")
+    assert response.status_code == 200, response.text
+    status = api.get(f"/status/{response.json()['upload_id']}", headers={"X-API-Key": key}).json()
+    assert status["status"] == "failed", status
+    assert "MAX_DURATION" in status["error"] and "internal error" not in status["error"], status
+    response = api.upload(key, short_stereo, "short.wav")
+    status = api.get(f"/status/{response.json()['upload_id']}", headers={"X-API-Key": key}).json()
+    assert status["status"] == "done", status
 
 
 def test_a_declared_length_far_over_the_limit_is_413_before_reading(

@@ -7,6 +7,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
+from audio_helpers import lying_flac
 
 from proxyai.pipeline.audio import SAMPLE_RATE, Audio, AudioError, decode, probe
 
@@ -307,3 +308,32 @@ def test_truncated_files_never_raise_other_errors(
 def test_directory_is_not_audio(tmp_path: Path) -> None:
     with pytest.raises(AudioError):
         decode(tmp_path)
+
+
+def test_a_header_that_lies_about_the_duration_sizes_no_buffer(tmp_path: Path) -> None:
+    """A FLAC claiming a million seconds (2 s inside) decodes to its 2 s with memory for the samples that
+    arrive, not the 60 GiB the header asks for."""
+    import tracemalloc
+
+    path = lying_flac(tmp_path / "liar.flac")
+    assert probe(path).duration > 900_000  # the header does say so
+    tracemalloc.start()
+    try:
+        audio = decode(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert audio.duration == pytest.approx(2.0, abs=0.05)
+    assert peak < 100 * 2**20, f"decoding peaked at {peak / 2**20:.0f} MiB"
+
+
+def test_decoding_stops_past_max_seconds_naming_the_setting(tmp_path: Path) -> None:
+    from proxyai.pipeline.audio import DurationError
+
+    path = write_audio(tmp_path / "long.flac", _tone(300, 12.0, 16000), 16000, "flac")
+    assert decode(path, max_seconds=12.5).duration == pytest.approx(12.0, abs=0.05)
+    with pytest.raises(DurationError, match="MAX_DURATION"):
+        decode(path, max_seconds=5.0)
+    stereo = write_audio(tmp_path / "long.wav", np.stack([_tone(300, 12.0, 16000)] * 2), 16000, "pcm_s16le")
+    with pytest.raises(DurationError, match="longer than 5 s"):
+        decode(stereo, keep_channels=True, max_seconds=5.0)

@@ -303,3 +303,20 @@ def test_a_task_that_outlives_the_configured_visibility_timeout_is_not_handed_ou
     assert len(received) == 1, f"the recognition task was handed out {len(received)} times"
     assert len(saved(first, "asr", upload_id=upload_id)) == 1 and not saved(idle, "asr", upload_id=upload_id)
     assert "leased by a live task" not in idle.text()
+
+
+def test_a_job_that_runs_out_of_memory_fails_and_the_worker_runs_the_next(
+    tmp_path: Path, redis_db: Any, workers: Any, dialogue_wav: Path
+) -> None:
+    """Celery stops a worker (or its pool process, again and again) on a MemoryError; the job task turns
+    it into an ordinary failure: that job fails with a message, the same pool process runs the next job.
+    (The MemoryError comes from the test stub, at the start of the speech scan.)"""
+    _, api, worker, _ = _start(tmp_path, workers, "memory", slow_stage="preparing:memory")
+    (child,) = _children(worker.proc.pid)
+    upload_id, _ = api.upload(dialogue_wav)
+    final = api.wait_finished(upload_id, timeout=60)
+    assert final["status"] == "failed", f"{final}\n{worker.tail()}"
+    assert "more memory than this worker has" in final["error"], final["error"]
+    upload_id, _ = api.upload(dialogue_wav)
+    assert api.wait_finished(upload_id, timeout=90)["status"] == "done", worker.tail()
+    assert worker.proc.poll() is None and _children(worker.proc.pid) == [child]

@@ -23,7 +23,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-REDIS_HOST, REDIS_PORT, REDIS_DB = "127.0.0.1", 6379, 13
+# PROXYAI_TEST_REDIS_DB: another database, so that two test runs can share one Redis (each flushes its own)
+REDIS_HOST, REDIS_PORT, REDIS_DB = "127.0.0.1", 6379, int(os.environ.get("PROXYAI_TEST_REDIS_DB", "13"))
 REDIS_URL = f"redis://{REDIS_HOST}:{REDIS_PORT}/{REDIS_DB}"
 BOTH_QUEUES = "preprocess_cpu,preprocess_gpu"
 

@@ -19,7 +19,7 @@ from proxyai.pipeline.audio import AudioError, probe
 router = APIRouter(tags=["uploads"])
 
 RESPONSES: dict[int | str, dict[str, Any]] = {
-    413: {"description": "the file is larger than MAX_FILE_SIZE"},
+    413: {"description": "the file is larger than MAX_FILE_SIZE, or longer than MAX_DURATION"},
     415: {"description": "the file is not audio (judged by its content)"},
     422: {"description": "a bad form field"},
     429: {"description": "too many uploads from this address"},
@@ -46,6 +46,12 @@ async def create_upload(request: Request, ctx: Ctx, celery: Queue, user: Current
         except AudioError as exc:
             reason = str(exc).split(": ", 1)[-1]
             raise HTTPException(415, f"unsupported media: {reason}; upload audio or video with sound") from None
+        if info.duration and info.duration > ctx.settings.max_duration:
+            raise HTTPException(
+                413,
+                f"the recording is {info.duration:.0f} s long; one job holds at most "
+                f"{ctx.settings.max_duration:g} s (MAX_DURATION): split it",
+            )
         correlation_id = request.state.correlation_id
         job = ctx.store.create_job(
             user.id,

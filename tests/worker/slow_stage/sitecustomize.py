@@ -3,7 +3,8 @@
 (``preparing``: the speech scan; ``transcribing``: the recognition of the chunks; ``diarizing``: the
 embedded diarizer; ``merging``: the word-to-speaker assignment), so that a test can kill the worker
 while a job is surely in that stage. The stages run in a fraction of a second on the test recordings,
-too quickly to catch otherwise."""
+too quickly to catch otherwise. ``<stage>:memory`` instead raises MemoryError the first time that stage
+runs in a process (a real allocation failure cannot be brought about reliably in a test)."""
 
 from __future__ import annotations
 
@@ -25,11 +26,16 @@ def _slow_down(spec: str) -> None:
     }
     module, name = targets[stage]
     real = getattr(module, name)
-    delay = float(seconds or 30)
+    calls = [0]
 
     @functools.wraps(real)
     def slow(*args: Any, **kwargs: Any) -> Any:
-        time.sleep(delay)
+        calls[0] += 1
+        if seconds == "memory":  # the first call runs out of memory, as a huge allocation would
+            if calls[0] == 1:
+                raise MemoryError("test stub: out of memory")
+        else:
+            time.sleep(float(seconds or 30))
         return real(*args, **kwargs)
 
     setattr(module, name, slow)
