@@ -93,7 +93,11 @@ def create_app(settings: Settings | None = None, context: Context | None = None)
         """The demo page (works offline: no CDN, no build step)."""
         return FileResponse(
             STATIC / "index.html",
-            headers={"Content-Security-Policy": "default-src 'self'; media-src 'self' blob:; img-src 'self' data:"},
+            headers={
+                "Content-Security-Policy": (
+                    "default-src 'self'; media-src 'self' blob:; img-src 'self' data:; frame-ancestors 'none'"
+                )
+            },
         )
 
     return app

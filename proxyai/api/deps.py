@@ -6,6 +6,7 @@ from __future__ import annotations
 import hmac
 import math
 import time
+import uuid
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -52,12 +53,18 @@ def require_admin(ctx: Ctx, x_admin_token: Annotated[str | None, Header()] = Non
     token = ctx.settings.admin_token
     if token is None:
         raise HTTPException(404, "not found: the admin endpoint is off (set ADMIN_TOKEN to turn it on)")
-    if not x_admin_token or not hmac.compare_digest(x_admin_token, token.get_secret_value()):
+    given = (x_admin_token or "").encode("utf-8", "surrogateescape")  # bytes: any header compares, none raises
+    if not given or not hmac.compare_digest(given, token.get_secret_value().encode("utf-8", "surrogateescape")):
         raise HTTPException(403, "the X-Admin-Token header is missing or wrong")
 
 
 async def owned_job(ctx: Ctx, user: CurrentUser, upload_id: str) -> Job:
-    """The caller's job, or 404 (also for anyone else's, so ids cannot be probed)."""
+    """The caller's job, or 404 (also for anyone else's, so ids cannot be probed; and for what is not a
+    job id at all, before any query)."""
+    try:
+        uuid.UUID(upload_id)
+    except ValueError:
+        raise HTTPException(404, f"no upload {upload_id[:100]!r}") from None
     job = ctx.store.get_job(upload_id, user_id=user.id)
     if job is None:
         raise HTTPException(404, f"no upload {upload_id}")

@@ -17,6 +17,14 @@ log = get_logger("proxyai.api")
 Scope = dict[str, Any]
 
 
+# on every response: no type sniffing (an upload is never run as a page), never framed (clickjacking)
+SECURITY_HEADERS = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"no-referrer"),
+]
+
+
 class RequestContext:
     def __init__(self, app: Any) -> None:
         self.app = app
@@ -30,7 +38,7 @@ class RequestContext:
         scope.setdefault("state", {})["correlation_id"] = correlation_id
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(correlation_id=correlation_id)
-        header = (b"x-correlation-id", correlation_id.encode("latin-1"))
+        headers = [(b"x-correlation-id", correlation_id.encode("latin-1")), *SECURITY_HEADERS]
         status = 500
         started = False
         start = time.perf_counter()
@@ -39,7 +47,7 @@ class RequestContext:
             nonlocal status, started
             if message["type"] == "http.response.start":
                 status, started = message["status"], True
-                message["headers"] = [*message.get("headers", []), header]
+                message["headers"] = [*message.get("headers", []), *headers]
             await send(message)
 
         try:

@@ -10,6 +10,8 @@ from typing import Any
 from fastapi import HTTPException, Request
 from python_multipart.multipart import MultipartParser, parse_options_header
 
+from proxyai.api.text import clean_filename
+
 MAX_FIELD = 10_000  # bytes per ordinary form field
 
 
@@ -61,7 +63,7 @@ class _Sink:
         self.skip = filename is not None and not self.is_file
         if self.is_file and filename is not None:
             self.file_seen = True
-            self.out.filename = os.path.basename(filename.decode("utf-8", "replace")) or "audio"
+            self.out.filename = clean_filename(os.path.basename(filename.decode("utf-8", "replace"))) or "audio"
 
     def on_part_data(self, data: bytes, start: int, end: int) -> None:
         chunk = data[start:end]

@@ -13,13 +13,13 @@ from starlette.responses import MalformedRangeHeader, RangeNotSatisfiable
 from proxyai.api.deps import Ctx, CurrentUser, OwnedJob, rate_limit
 from proxyai.api.schemas import JobList, Labels, Result
 from proxyai.api.schemas import Status as StatusBody
+from proxyai.api.text import bad_character
 from proxyai.jobs import ACTIVE, Status
+from proxyai.pipeline.audio import AudioError, probe
 from proxyai.pipeline.formats import CONTENT_TYPES, FORMATS, apply_names, render
 from proxyai.store.db import Job
 
 router = APIRouter(tags=["jobs"])
-
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 @router.get("/status/{upload_id}", response_model=StatusBody, responses={404: {"description": "unknown upload"}})
@@ -32,7 +32,7 @@ def jobs(
     ctx: Ctx,
     user: CurrentUser,
     limit: Annotated[int, Query(ge=1, le=200)] = 20,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
 ) -> JobList:
     """The caller's jobs, newest first."""
     rows, total = ctx.store.list_jobs(user.id, limit, offset)
@@ -120,8 +120,9 @@ def set_labels(
         name = name.strip()
         if not 1 <= len(name) <= 100:
             raise HTTPException(422, f"the name for {speaker} must be 1 to 100 characters")
-        if _CONTROL.search(name):
-            raise HTTPException(422, f"the name for {speaker} has control characters")
+        bad = bad_character(name)
+        if bad:
+            raise HTTPException(422, f"the name for {speaker} has a character that is not printable text ({bad})")
         clean[speaker] = name
     return Labels(upload_id=job.id, labels=ctx.store.set_labels(job.id, clean))
 
@@ -142,7 +143,26 @@ def audio(ctx: Ctx, job: OwnedJob, range: Annotated[str | None, Header()] = None
             raise HTTPException(
                 416, f"the range is outside the file ({size} bytes)", headers={"Content-Range": f"bytes */{size}"}
             ) from None
-    import mimetypes
+    return FileResponse(path, media_type=audio_type(path), filename=job.filename, content_disposition_type="inline")
 
-    media = mimetypes.guess_type(job.filename)[0] or "application/octet-stream"
-    return FileResponse(path, media_type=media, filename=job.filename, content_disposition_type="inline")
+
+# ffmpeg's container names → the type sent with the audio (never guessed from the user's file name)
+_CONTAINER_TYPES = {
+    "wav": "audio/wav",
+    "mp3": "audio/mpeg",
+    "flac": "audio/flac",
+    "ogg": "audio/ogg",
+    "mov,mp4,m4a,3gp,3g2,mj2": "audio/mp4",
+    "matroska,webm": "audio/webm",
+    "aac": "audio/aac",
+    "aiff": "audio/aiff",
+}
+
+
+def audio_type(path: Path) -> str:
+    """The Content-Type of an upload, from its probed container."""
+    try:
+        container = probe(path).container
+    except AudioError:
+        return "application/octet-stream"
+    return _CONTAINER_TYPES.get(container, "application/octet-stream")

@@ -1,0 +1,79 @@
+"""Bad and hostile requests get a 4xx with a JSON ``detail`` (never a 500), on SQLite and PostgreSQL;
+every response carries the security headers; the audio is typed from its content."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from api_helpers import ADMIN_TOKEN, ApiClient, DoneJob, assert_error
+
+
+@pytest.mark.parametrize("bad_id", ["x", "00000000-0000-0000-0000-00000000000g", "a%00b", "%E2%80%AE", "' OR 1=1 --"])
+def test_what_is_not_a_job_id_is_404_before_any_query(api: ApiClient, bad_id: str) -> None:
+    key = api.new_user()
+    for path in ("/status/{}", "/results/{}", "/labels/{}", "/audio/{}"):
+        assert_error(api.get(path.format(bad_id), headers={"X-API-Key": key}), 404)
+    assert_error(api.delete(f"/upload/{bad_id}", headers={"X-API-Key": key}), 404)
+
+
+def test_pagination_is_bounded(api: ApiClient) -> None:
+    key = api.new_user()
+    for offset in ("99999999999999999999", "-1", "1e3"):
+        assert_error(api.get(f"/jobs?offset={offset}", headers={"X-API-Key": key}), 422, mentions="offset")
+    assert api.get("/jobs?offset=1000000000", headers={"X-API-Key": key}).json()["items"] == []
+
+
+def test_a_non_ascii_admin_token_is_403(api: ApiClient) -> None:
+    for token in ("токен".encode(), ADMIN_TOKEN.encode() + b"\xe9"):
+        response = api.post("/admin/users", json={"name": "x"}, headers={"X-Admin-Token": token})
+        assert_error(response, 403)
+
+
+def test_file_names_keep_only_printable_text(api: ApiClient, short_stereo: bytes) -> None:
+    key = api.new_user()
+    boundary = b"b0undary"
+    name = "call\u202egnp.exe\x00\u2028.wav".encode()  # raw in the form, as a hostile client sends it
+    body = (
+        b"--"
+        + boundary
+        + b'\r\nContent-Disposition: form-data; name="file"; filename="'
+        + name
+        + b'"\r\n\r\n'
+        + short_stereo
+        + b"\r\n--"
+        + boundary
+        + b"--\r\n"
+    )
+    response = api.post(
+        "/upload/",
+        content=body,
+        headers={"X-API-Key": key, "content-type": "multipart/form-data; boundary=b0undary"},
+    )
+    assert response.status_code == 200, response.text
+    status = api.get(f"/status/{response.json()['upload_id']}", headers={"X-API-Key": key}).json()
+    assert status["filename"] == "call_gnp.exe__.wav"
+
+
+def test_every_response_has_the_security_headers(done: DoneJob) -> None:
+    for response in (
+        done.api.get("/health"),
+        done.api.get("/"),
+        done.api.get(f"/status/{done.upload_id}", headers=done.headers),
+        done.api.get("/status/nope", headers=done.headers),
+        done.api.get(f"/audio/{done.upload_id}", headers=done.headers),
+    ):
+        assert response.headers["x-content-type-options"] == "nosniff", response.url
+        assert response.headers["x-frame-options"] == "DENY", response.url
+    assert "frame-ancestors 'none'" in done.api.get("/").headers["content-security-policy"]
+
+
+def test_the_audio_is_typed_from_its_content_not_its_name(api: ApiClient, short_stereo: bytes, tmp_path: Path) -> None:
+    """A WAV uploaded as ``page.html`` is served as audio/wav (never text/html, with nosniff)."""
+    key = api.new_user()
+    response = api.upload(key, short_stereo, "page.html")
+    assert response.status_code == 200, response.text
+    audio = api.get(f"/audio/{response.json()['upload_id']}", headers={"X-API-Key": key})
+    assert audio.status_code == 200
+    assert audio.headers["content-type"] == "audio/wav"
+    assert audio.content == short_stereo
