@@ -297,14 +297,18 @@ def run_exporter(settings: Settings, port: int) -> None:
                 print(f"proxyai metrics: event stream lost ({exc}); reconnecting", file=sys.stderr, flush=True)
                 time.sleep(5)
 
+    stop = threading.Event()  # set by a stop signal: a flag, which no library call in the loop can swallow
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, lambda *_: stop.set())
     start_http_server(port)
     threading.Thread(target=listen, daemon=True).start()
     print(f"proxyai metrics: serving on :{port}/metrics", file=sys.stderr, flush=True)
-    while True:
+    while not stop.is_set():
         try:
             for (queue,), depth in queue_depths(celery_app).items():
                 queue_len.labels(queue).set(depth)
             workers_up.set(len(celery_app.control.ping(timeout=1.0) or []))
         except Exception as exc:
             print(f"proxyai metrics: {exc}", file=sys.stderr, flush=True)
-        time.sleep(15)
+        stop.wait(15)
+    print("proxyai metrics: stopped", file=sys.stderr, flush=True)
