@@ -16,7 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from proxyai import __version__
 from proxyai.api.deps import RateLimits
-from proxyai.api.middleware import RequestContext
+from proxyai.api.middleware import BodyLimit, RequestContext
 from proxyai.api.routes import admin, health, jobs, uploads
 from proxyai.config import Settings, get_settings
 from proxyai.context import Context, make_context
@@ -66,6 +66,7 @@ def create_app(settings: Settings | None = None, context: Context | None = None)
             expose_headers=["X-Correlation-ID", "Retry-After", "Content-Disposition"],
         )
 
+    app.add_middleware(BodyLimit)  # inside RequestContext: its 413 gets the correlation id and headers
     app.add_middleware(RequestContext)
 
     @app.exception_handler(StarletteHTTPException)

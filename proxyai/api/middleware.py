@@ -10,6 +10,7 @@ import uuid
 from typing import Any
 
 import structlog
+from starlette.exceptions import HTTPException
 
 from proxyai.observability import HTTP_DURATION, HTTP_REQUESTS, get_logger
 
@@ -77,3 +78,60 @@ class RequestContext:
             ms=round(elapsed * 1000, 1),
             **({"upload_id": upload} if upload else {}),
         )
+
+
+class BodyTooLarge(HTTPException):
+    """Raised from ``receive`` as a body passes the limit: an HTTPException, so that FastAPI's body
+    parsing lets it through and the app answers it as JSON (413)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"the request body is larger than {limit} bytes")
+
+
+class BodyLimit:
+    """Caps the body of every request but the uploads (which stream to disk under their own limit) at
+    ``limit`` bytes, before anything parses it: a declared length over it is 413 at once, a longer
+    chunked body is cut off with 413 as soon as it passes. (FastAPI reads a JSON body before it checks
+    the API key, so without this a 100 MB body to ``/labels`` with no key is parsed and held.)"""
+
+    def __init__(self, app: Any, limit: int = 64_000, exempt: tuple[str, ...] = ("/upload/", "/transcribe")) -> None:
+        self.app = app
+        self.limit = limit
+        self.exempt = exempt
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope.get("path") in self.exempt:
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > self.limit:
+            await self._refuse(send)
+            return
+        seen = 0
+        started = False
+
+        async def counted() -> Any:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.limit:
+                    raise BodyTooLarge(self.limit)
+            return message
+
+        async def tracked(message: dict[str, Any]) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, counted, tracked)
+        except BodyTooLarge:
+            if not started:
+                await self._refuse(send)
+
+    async def _refuse(self, send: Any) -> None:
+        body = json.dumps({"detail": f"the request body is larger than {self.limit} bytes"}).encode()
+        headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+        await send({"type": "http.response.start", "status": 413, "headers": headers})
+        await send({"type": "http.response.body", "body": body})

@@ -13,6 +13,8 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 from proxyai.api.text import clean_filename
 
 MAX_FIELD = 10_000  # bytes per ordinary form field
+MAX_FIELDS = 64_000  # bytes of all ordinary form fields together (they are held in memory)
+MAX_PART_HEADERS = 16_000  # bytes of one part's headers
 
 
 @dataclass
@@ -38,6 +40,7 @@ class _Sink:
         self.is_file = False
         self.skip = False
         self.file_seen = False
+        self.fields_size = 0
 
     def on_part_begin(self) -> None:
         self.headers = {}
@@ -45,9 +48,15 @@ class _Sink:
 
     def on_header_field(self, data: bytes, start: int, end: int) -> None:
         self.header_field += data[start:end]
+        self._check_headers()
 
     def on_header_value(self, data: bytes, start: int, end: int) -> None:
         self.header_value += data[start:end]
+        self._check_headers()
+
+    def _check_headers(self) -> None:
+        if len(self.header_field) + len(self.header_value) + sum(map(len, self.headers.values())) > MAX_PART_HEADERS:
+            raise HTTPException(413, "a part of the form has headers that are too large")
 
     def on_header_end(self) -> None:
         self.headers[self.header_field.lower()] = self.header_value
@@ -76,8 +85,11 @@ class _Sink:
             os.write(self.fd, chunk)
         else:
             self.value += chunk
+            self.fields_size += len(chunk)
             if len(self.value) > MAX_FIELD:
                 raise HTTPException(413, f"form field {self.name!r} is too large")
+            if self.fields_size > MAX_FIELDS:
+                raise HTTPException(413, f"the form fields are larger than {MAX_FIELDS} bytes in all")
 
     def on_part_end(self) -> None:
         if not self.is_file and not self.skip and self.name:

@@ -3,6 +3,7 @@ every response carries the security headers; the audio is typed from its content
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -77,3 +78,28 @@ def test_the_audio_is_typed_from_its_content_not_its_name(api: ApiClient, short_
     assert audio.status_code == 200
     assert audio.headers["content-type"] == "audio/wav"
     assert audio.content == short_stereo
+
+
+def test_a_large_json_body_is_413_before_it_is_parsed_or_the_key_checked(api: ApiClient) -> None:
+    big = b'{"SPEAKER_00": "' + b"x" * 200_000 + b'"}'
+    json_type = {"content-type": "application/json"}
+    # declared length over the cap: refused at once, key or no key
+    assert_error(api.post("/labels/x", content=big, headers=json_type), 413, mentions="larger than")
+    assert_error(api.post("/admin/users", content=big, headers={**json_type, "X-Admin-Token": ADMIN_TOKEN}), 413)
+
+    # no declared length (chunked): cut off as it passes the cap
+    def chunks() -> Iterator[bytes]:
+        for i in range(0, len(big), 8192):
+            yield big[i : i + 8192]
+
+    assert_error(api.post("/labels/x", content=chunks(), headers=json_type), 413, mentions="larger than")
+    # a small body still reaches the key check
+    assert_error(api.post("/labels/x", json={"SPEAKER_00": "Ann"}), 401)
+
+
+def test_form_fields_are_capped_in_all(api: ApiClient, short_stereo: bytes) -> None:
+    key = api.new_user()
+    fields = {f"f{i}": "y" * 9_000 for i in range(10)}  # each under the per-field cap, 90 KB together
+    response = api.upload(key, short_stereo, "a.wav", fields)
+    assert_error(response, 413, mentions="form fields")
+    assert api.uploads_folder_files() == []
