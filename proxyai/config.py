@@ -75,6 +75,9 @@ class Settings(BaseSettings):
 
     # API
     allowed_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # addresses of reverse proxies whose X-Forwarded-For / -Proto are believed (comma-separated, "*" for
+    # any); none by default, so a client cannot pick the address its rate limits are counted under
+    forwarded_allow_ips: str = ""
     admin_token: SecretStr | None = None
     rate_limit_upload: str = "10/minute"
     rate_limit_results: str = "20/minute"

@@ -61,6 +61,9 @@ def run_api(settings: Settings, host: str, port: int, workers: int | None = None
         workers=workers or settings.api_workers,
         log_config=None,
         access_log=False,
+        # X-Forwarded-For only from the proxies named in FORWARDED_ALLOW_IPS (uvicorn would trust 127.0.0.1)
+        proxy_headers=bool(settings.forwarded_allow_ips),
+        forwarded_allow_ips=settings.forwarded_allow_ips or "",
     )
 
     class Processes(Multiprocess):

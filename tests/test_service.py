@@ -133,3 +133,43 @@ def test_databases_made_world_readable_are_made_private_again(tmp_path: Path) ->
     for name in ("proxyai.db", "broker.db"):
         assert oct((data / name).stat().st_mode & 0o777) == "0o600", name
     ctx.store.engine.dispose()
+
+
+@pytest.mark.parametrize("trusted", [False, True], ids=["default", "proxy-trusted"])
+def test_forwarded_addresses_are_believed_only_from_trusted_proxies(tmp_path: Path, trusted: bool) -> None:
+    """By default a client cannot choose the address its limits count under: eight /health requests with
+    eight X-Forwarded-For addresses share one bucket of five. With ``FORWARDED_ALLOW_IPS=127.0.0.1`` (a
+    proxy on this machine) each forwarded address is a client of its own."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    extra = {"RATE_LIMIT_HEALTH": "5/minute", **({"FORWARDED_ALLOW_IPS": "127.0.0.1"} if trusted else {})}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "proxyai.cli", "api", "--port", str(port)],
+        cwd=tmp_path,
+        env=_env(tmp_path, **extra),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                httpx.get(f"{base}/docs", timeout=2)
+                break
+            except httpx.HTTPError:
+                assert time.monotonic() < deadline and proc.poll() is None, "proxyai api did not start"
+                time.sleep(0.3)
+        codes = [
+            httpx.get(f"{base}/health", headers={"X-Forwarded-For": f"203.0.113.{i}"}, timeout=5).status_code
+            for i in range(8)
+        ]
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
+    if trusted:
+        assert codes == [200] * 8, codes
+    else:
+        assert codes[:5] == [200] * 5 and set(codes[5:]) == {429}, codes
