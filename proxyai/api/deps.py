@@ -113,11 +113,19 @@ def client_address(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
-def rate_limit(name: str) -> Any:
-    """A dependency that counts this request against the ``name`` limit."""
+def rate_limit(name: str, per_key: bool = False) -> Any:
+    """A dependency that counts this request against the ``name`` limit: per client address, and with
+    ``per_key`` (routes behind ``X-API-Key``) per key too, counted only once the key is checked, so that
+    requests without a valid key use no one's allowance and spreading requests over addresses does not
+    multiply one key's."""
 
-    async def dependency(request: Request) -> None:  # async: a memory or Redis counter is quick
+    async def by_address(request: Request) -> None:  # async: a memory or Redis counter is quick
         limits: RateLimits = request.app.state.rate_limits
         limits.check(name, client_address(request))
 
-    return Depends(dependency)
+    async def by_address_and_key(request: Request, user: CurrentUser) -> None:
+        limits: RateLimits = request.app.state.rate_limits
+        limits.check(name, client_address(request))
+        limits.check(name, f"key:{user.id}")
+
+    return Depends(by_address_and_key if per_key else by_address)

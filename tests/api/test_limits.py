@@ -79,3 +79,30 @@ def test_redis_counts_are_shared_by_two_api_processes(
     _assert_429(one.get("/health"))
     # the counters are in Redis
     assert redis.Redis.from_url(redis_url).dbsize() > 0
+
+
+def test_requests_without_a_valid_key_use_no_allowance(make_sqlite_api: Callable[..., ApiClient]) -> None:
+    api = make_sqlite_api(rate_limit_results="2/minute")
+    key = api.new_user()
+    for _ in range(5):
+        assert_error(api.get("/results/unknown", headers={"X-API-Key": "not-a-key"}), 401)
+    for _ in range(2):
+        assert_error(api.get("/results/unknown", headers={"X-API-Key": key}), 404)
+    _assert_429(api.get("/results/unknown", headers={"X-API-Key": key}))
+
+
+def test_one_key_is_limited_across_addresses(make_sqlite_api: Callable[..., ApiClient]) -> None:
+    """Spreading a key's requests over addresses does not multiply its allowance; another key from the
+    second address still has its own."""
+    from fastapi.testclient import TestClient
+
+    api = make_sqlite_api(rate_limit_results="2/minute")
+    key, other = api.new_user("a"), api.new_user("b")
+    second_address = TestClient(api.app, client=("198.51.100.7", 50000))
+    try:
+        for _ in range(2):
+            assert_error(api.get("/results/unknown", headers={"X-API-Key": key}), 404)
+        _assert_429(second_address.get("/results/unknown", headers={"X-API-Key": key}))
+        assert_error(second_address.get("/results/unknown", headers={"X-API-Key": other}), 404)
+    finally:
+        second_address.close()

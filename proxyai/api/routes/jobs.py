@@ -53,7 +53,7 @@ def _result(ctx: Ctx, job: Job) -> dict[str, Any]:
 
 @router.get(
     "/results/{upload_id}",
-    dependencies=[rate_limit("results")],
+    dependencies=[rate_limit("results", per_key=True)],
     response_model=Result,  # the schema; the body is sent as read (results are large, checked by tests)
     responses={
         200: {

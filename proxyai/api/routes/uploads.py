@@ -83,7 +83,7 @@ for path in ("/upload/", "/transcribe"):
         response_model=UploadResponse,
         status_code=200,
         responses=RESPONSES,
-        dependencies=[rate_limit("upload")],
+        dependencies=[rate_limit("upload", per_key=True)],
         summary="Upload a recording (multipart field 'file'; optional language, task, num_speakers, "
         "min_speakers, max_speakers, diarization, channels)",
     )
