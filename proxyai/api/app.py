@@ -10,7 +10,7 @@ from typing import Any
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -40,6 +40,8 @@ def create_app(settings: Settings | None = None, context: Context | None = None)
     ctx = context or make_context(settings)
     app = FastAPI(
         lifespan=_lifespan,
+        docs_url=None,  # served below from local files (no CDN)
+        redoc_url=None,
         title="proxyAI",
         version=__version__,
         description="Speaker-attributed transcripts: upload a recording, follow its status, read who said what.",
@@ -88,6 +90,7 @@ def create_app(settings: Settings | None = None, context: Context | None = None)
     for router in (uploads.router, jobs.router, admin.router, health.router):
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    _local_docs(app)
 
     @app.get("/", include_in_schema=False)
     def page() -> FileResponse:
@@ -102,6 +105,30 @@ def create_app(settings: Settings | None = None, context: Context | None = None)
         )
 
     return app
+
+
+def _local_docs(app: FastAPI) -> None:
+    """Swagger UI at ``/docs`` from the files of the ``swagger-ui-bundle`` package: nothing loaded from a
+    CDN on the origin where the page keeps the API key, and a CSP that would block it if it were."""
+    import swagger_ui_bundle
+    from fastapi.openapi.docs import get_swagger_ui_html
+
+    app.mount("/docs-assets", StaticFiles(directory=swagger_ui_bundle.swagger_ui_path), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> Response:
+        page = get_swagger_ui_html(
+            openapi_url=app.openapi_url or "/openapi.json",
+            title=f"{app.title} — API",
+            swagger_js_url="/docs-assets/swagger-ui-bundle.js",
+            swagger_css_url="/docs-assets/swagger-ui.css",
+            swagger_favicon_url="/docs-assets/favicon-32x32.png",
+        )
+        page.headers["Content-Security-Policy"] = (
+            "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
+            "img-src 'self' data:; frame-ancestors 'none'"
+        )
+        return page
 
 
 __all__ = ["HTTPException", "create_app"]

@@ -3,6 +3,7 @@ every response carries the security headers; the audio is typed from its content
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -103,3 +104,15 @@ def test_form_fields_are_capped_in_all(api: ApiClient, short_stereo: bytes) -> N
     response = api.upload(key, short_stereo, "a.wav", fields)
     assert_error(response, 413, mentions="form fields")
     assert api.uploads_folder_files() == []
+
+
+def test_the_api_docs_load_nothing_from_another_origin(api: ApiClient) -> None:
+    page = api.get("/docs")
+    assert page.status_code == 200
+    assert "/docs-assets/swagger-ui-bundle.js" in page.text and "/docs-assets/swagger-ui.css" in page.text
+    assert not re.search(r"""(src|href)=["']?(https?:)?//""", page.text), "an asset from another origin"
+    assert "default-src 'self'" in page.headers["content-security-policy"]
+    script = api.get("/docs-assets/swagger-ui-bundle.js")
+    assert script.status_code == 200 and "javascript" in script.headers["content-type"]
+    assert api.get("/redoc").status_code == 404
+    assert api.get("/openapi.json").json()["info"]["title"] == "proxyAI"
