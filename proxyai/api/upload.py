@@ -25,6 +25,19 @@ class Received:
     path: str | None = None
 
 
+def storage_error(exc: OSError) -> HTTPException:
+    """What a client is told when the upload cannot be stored: 507 for a full disk, 503 otherwise (the
+    operator has to act; the details go to the log, not to the client)."""
+    import errno
+
+    import structlog
+
+    structlog.get_logger("proxyai.api").error("cannot store an upload", error=f"{type(exc).__name__}: {exc}")
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return HTTPException(507, "the server's upload storage is full; try again later")
+    return HTTPException(503, "the server cannot store uploads at the moment; try again later")
+
+
 class _Sink:
     """Collects one multipart stream: form fields in memory (small), the ``file`` part on disk."""
 
@@ -82,7 +95,12 @@ class _Sink:
             self.out.size += len(chunk)
             if self.out.size > self.limit:
                 raise HTTPException(413, f"the file is larger than the limit of {self.limit} bytes")
-            os.write(self.fd, chunk)
+            try:
+                view = memoryview(chunk)
+                while view:  # a write may store less than asked (a disk that fills up): the rest, or ENOSPC
+                    view = view[os.write(self.fd, view) :]
+            except OSError as exc:
+                raise storage_error(exc) from None
         else:
             self.value += chunk
             self.fields_size += len(chunk)

@@ -39,6 +39,19 @@ class Files:
     def part_path(self, job_id: str, part: str) -> Path:
         return self.result_dir(job_id) / f"{part}.json"
 
+    def check_writable(self) -> dict[str, str]:
+        """The folders this process cannot create a file in (read-only, missing, no permission), with
+        why: checked by creating and removing one, which also holds for root and read-only mounts."""
+        problems = {}
+        for name, folder in (("uploads", self.uploads), ("results", self.results)):
+            try:
+                fd, tmp = tempfile.mkstemp(prefix=".health-", dir=folder)
+                os.close(fd)
+                os.unlink(tmp)
+            except OSError as exc:
+                problems[name] = f"{folder}: {exc.strerror or exc}"
+        return problems
+
     def new_upload(self) -> tuple[int, str]:
         """A temporary file in the uploads folder (same file system, so the final rename is atomic)."""
         return tempfile.mkstemp(prefix=".incoming-", dir=self.uploads)

@@ -108,6 +108,8 @@ def failure_message(exc: BaseException) -> str:
         return f"the file cannot be decoded as audio: {exc}"
     if isinstance(exc, USER_ERRORS):
         return str(exc)
+    if isinstance(exc, OSError) and exc.filename:  # the service's own files: for the operator to fix
+        return f"the service cannot write its files ({exc.strerror or exc}: {exc.filename}); tell its operator"
     return f"internal error ({type(exc).__name__}); the job can be uploaded again"
 
 

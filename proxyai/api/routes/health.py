@@ -42,14 +42,17 @@ def queue_depths(celery: CeleryApp) -> dict[tuple[str, ...], float]:
     responses={503: {"model": Health, "description": "the database or the broker cannot be reached"}},
 )
 async def health(ctx: Ctx, celery: Queue, response: Response) -> Health:
-    """``ok`` (200) when the database and the broker answer; ``failing`` (503, naming what failed and
-    why) otherwise, so that a load balancer or an orchestrator takes this instance out."""
+    """``ok`` (200) when the database and the broker answer and the upload and results folders can be
+    written; ``failing`` (503, naming what failed and why) otherwise, so that a load balancer or an
+    orchestrator takes this instance out."""
     failing: dict[str, str] = {}
     for name, check in (("database", lambda: ctx.store.ping()), ("broker", lambda: _broker_check(celery))):
         try:
             await run_in_threadpool(check)
         except Exception as exc:
             failing[name] = f"{type(exc).__name__}: {str(exc)[:200]}"
+    for folder, problem in (await run_in_threadpool(ctx.files.check_writable)).items():
+        failing[f"storage.{folder}"] = f"cannot write: {problem}"
     if failing:
         response.status_code = 503
         return Health(status="failing", version=__version__, failing=failing)

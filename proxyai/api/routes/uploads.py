@@ -12,7 +12,7 @@ from starlette.concurrency import run_in_threadpool
 
 from proxyai.api.deps import Ctx, CurrentUser, Queue, rate_limit
 from proxyai.api.schemas import UploadResponse
-from proxyai.api.upload import receive_upload
+from proxyai.api.upload import receive_upload, storage_error
 from proxyai.jobs import JobOptions, OptionsError
 from proxyai.pipeline.audio import AudioError, probe
 
@@ -23,13 +23,18 @@ RESPONSES: dict[int | str, dict[str, Any]] = {
     415: {"description": "the file is not audio (judged by its content)"},
     422: {"description": "a bad form field"},
     429: {"description": "too many uploads from this address"},
+    503: {"description": "the job queue or the upload storage is unavailable"},
+    507: {"description": "the upload storage is full"},
 }
 
 
 async def create_upload(request: Request, ctx: Ctx, celery: Queue, user: CurrentUser) -> UploadResponse:
     from proxyai.worker.tasks import enqueue
 
-    fd, tmp = ctx.files.new_upload()
+    try:
+        fd, tmp = ctx.files.new_upload()
+    except OSError as exc:
+        raise storage_error(exc) from None
     try:
         try:
             received = await receive_upload(request, fd, tmp, ctx.settings.max_file_size)
@@ -61,7 +66,11 @@ async def create_upload(request: Request, ctx: Ctx, celery: Queue, user: Current
             options.stored(),
             correlation_id,
         )
-        ctx.files.keep_upload(tmp, job.id)
+        try:
+            ctx.files.keep_upload(tmp, job.id)
+        except OSError as exc:
+            ctx.store.delete_job(job.id)
+            raise storage_error(exc) from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
