@@ -137,6 +137,11 @@ class _Bar:
 
 
 def transcribe(args: argparse.Namespace) -> int:
+    import signal
+
+    # Ctrl-C interrupts even when this process was started with SIGINT ignored (a background job of a
+    # script), which Python would otherwise leave ignored
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     from proxyai.jobs import JobOptions
     from proxyai.pipeline.asr import AsrOptions
     from proxyai.pipeline.audio import probe

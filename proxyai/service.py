@@ -117,6 +117,9 @@ def run_beat(settings: Settings) -> None:
     from proxyai.worker.app import celery_app
 
     json_only_stdout()
+    # beat stops on SIGTERM and SIGINT; a hang-up stops it too, even when it was started with SIGHUP
+    # ignored (nohup, a background job of a script), whose disposition it would otherwise inherit
+    signal.signal(signal.SIGHUP, lambda *_: os.kill(os.getpid(), signal.SIGTERM))
     schedule = settings.data_dir / "beat-schedule"
     schedule.parent.mkdir(parents=True, exist_ok=True)
     celery_app.start(["beat", "--loglevel", "INFO", "-s", str(schedule)])

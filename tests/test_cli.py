@@ -644,7 +644,15 @@ def longer_input(media: Path, long_input: Path) -> Path:
 def test_ctrl_c_stops_promptly(longer_input: Path) -> None:
     """SIGINT while the models work: exit 130 within a few seconds, not after the whole job."""
     command = [sys.executable, "-m", "proxyai.cli", "transcribe", str(longer_input), "--format", "json"]
-    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=REPO_ROOT, env=_env())
+    # started with SIGINT ignored, as a background job of a script is: the command must still stop on it
+    proc = subprocess.Popen(
+        command,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        cwd=REPO_ROOT,
+        env=_env(),
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+    )
     assert proc.stderr is not None
     stderr = proc.stderr
     chunks: list[bytes] = []

@@ -23,6 +23,13 @@ from process_helpers import processes_with, wait_for
 SIGNALS = [signal.SIGTERM, signal.SIGINT, signal.SIGHUP]
 
 
+def _inherit_ignored_signals() -> None:
+    """Start the command as nohup or a script's background job would: SIGHUP and SIGINT ignored, which
+    a child inherits; each command must install its own handlers to stop on them all the same."""
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def _port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -66,6 +73,7 @@ def test_a_stop_signal_stops_the_command_and_all_its_processes(
             stdout=out,
             stderr=errors,
             start_new_session=True,
+            preexec_fn=_inherit_ignored_signals,
         )
     try:
         assert wait_for(lambda: proc.poll() is None and is_up(log), 90), (
