@@ -12,6 +12,7 @@ from typing import Annotated, Any
 
 import structlog
 from fastapi import Depends, Header, HTTPException, Request
+from starlette.concurrency import run_in_threadpool
 
 from proxyai.context import Context
 from proxyai.store.db import Job, User
@@ -34,12 +35,13 @@ async def get_celery(request: Request) -> CeleryApp:
 Queue = Annotated[CeleryApp, Depends(get_celery)]
 
 
-# The look-ups below are single indexed queries: they run on the event loop, which costs less than a
-# hop to the thread pool and back on every request.
+# The look-ups below query the database in the thread pool, never on the event loop: a database that
+# hangs holds up the requests that need it, not /health, the page or the other requests. (They stay
+# async so that what they bind to the log context stays with the request.)
 async def current_user(ctx: Ctx, x_api_key: Annotated[str | None, Header()] = None) -> User:
     if not x_api_key:
         raise HTTPException(401, "an X-API-Key header is required")
-    user = ctx.store.user_by_key(x_api_key.strip())
+    user = await run_in_threadpool(ctx.store.user_by_key, x_api_key.strip())
     if user is None:
         raise HTTPException(401, "the API key is not valid")
     structlog.contextvars.bind_contextvars(user_id=user.id)
@@ -65,7 +67,7 @@ async def owned_job(ctx: Ctx, user: CurrentUser, upload_id: str) -> Job:
         uuid.UUID(upload_id)
     except ValueError:
         raise HTTPException(404, f"no upload {upload_id[:100]!r}") from None
-    job = ctx.store.get_job(upload_id, user_id=user.id)
+    job = await run_in_threadpool(ctx.store.get_job, upload_id, user.id)
     if job is None:
         raise HTTPException(404, f"no upload {upload_id}")
     structlog.contextvars.bind_contextvars(upload_id=upload_id)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter, Response
@@ -15,6 +17,7 @@ from proxyai.observability import render_metrics
 from proxyai.worker.app import CPU_QUEUE, GPU_QUEUE, CeleryApp
 
 router = APIRouter(tags=["service"])
+HEALTH_TIMEOUT_S = 0.9  # /health answers within a second whatever hangs behind it
 
 
 def _broker_check(celery: CeleryApp) -> None:
@@ -46,13 +49,23 @@ async def health(ctx: Ctx, celery: Queue, response: Response) -> Health:
     written; ``failing`` (503, naming what failed and why) otherwise, so that a load balancer or an
     orchestrator takes this instance out."""
     failing: dict[str, str] = {}
-    for name, check in (("database", lambda: ctx.store.ping()), ("broker", lambda: _broker_check(celery))):
-        try:
-            await run_in_threadpool(check)
+
+    async def check(name: str, probe: Callable[[], Any]) -> None:
+        try:  # each in the thread pool, all at once, and none waited for longer than HEALTH_TIMEOUT_S
+            problems = await asyncio.wait_for(run_in_threadpool(probe), HEALTH_TIMEOUT_S)
+        except TimeoutError:
+            failing[name] = f"no answer within {HEALTH_TIMEOUT_S} s"
         except Exception as exc:
             failing[name] = f"{type(exc).__name__}: {str(exc)[:200]}"
-    for folder, problem in (await run_in_threadpool(ctx.files.check_writable)).items():
-        failing[f"storage.{folder}"] = f"cannot write: {problem}"
+        else:
+            for folder, problem in (problems or {}).items():
+                failing[f"{name}.{folder}"] = f"cannot write: {problem}"
+
+    await asyncio.gather(
+        check("database", ctx.store.ping),
+        check("broker", lambda: _broker_check(celery)),
+        check("storage", ctx.files.check_writable),
+    )
     if failing:
         response.status_code = 503
         return Health(status="failing", version=__version__, failing=failing)

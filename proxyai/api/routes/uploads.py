@@ -58,7 +58,8 @@ async def create_upload(request: Request, ctx: Ctx, celery: Queue, user: Current
                 f"{ctx.settings.max_duration:g} s (MAX_DURATION): split it",
             )
         correlation_id = request.state.correlation_id
-        job = ctx.store.create_job(
+        job = await run_in_threadpool(
+            ctx.store.create_job,
             user.id,
             received.filename or "audio",
             received.size,
@@ -69,7 +70,7 @@ async def create_upload(request: Request, ctx: Ctx, celery: Queue, user: Current
         try:
             ctx.files.keep_upload(tmp, job.id)
         except OSError as exc:
-            ctx.store.delete_job(job.id)
+            await run_in_threadpool(ctx.store.delete_job, job.id)
             raise storage_error(exc) from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -79,7 +80,7 @@ async def create_upload(request: Request, ctx: Ctx, celery: Queue, user: Current
         await run_in_threadpool(enqueue, celery, job.id, correlation_id, job.duration)
     except Exception as exc:  # the broker is down: say so, keep nothing half-done
         structlog.get_logger("proxyai.api").exception("could not queue the job", upload_id=job.id)
-        ctx.store.fail_job(job.id, f"could not queue the job: {exc}")
+        await run_in_threadpool(ctx.store.fail_job, job.id, f"could not queue the job: {exc}")
         raise HTTPException(503, "the job queue is unreachable; try again shortly") from None
     return UploadResponse(upload_id=job.id)
 
