@@ -141,6 +141,10 @@ class Store:
             if path and path != ":memory:":
                 private_file(Path(path))
             kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
+        elif url.startswith("postgresql"):
+            # a server that does not answer: give up connecting after 10 s; a statement after 60 s
+            kwargs["connect_args"] = {"connect_timeout": 10, "options": "-c statement_timeout=60000"}
+            kwargs["pool_timeout"] = 10
         self.engine: Engine = create_engine(url, **kwargs)
         if url.startswith("sqlite"):
             event.listen(self.engine, "connect", _sqlite_pragmas)
