@@ -77,7 +77,7 @@ def run_api(settings: Settings, host: str, port: int, workers: int | None = None
         Processes(config, sockets=[config.bind_socket()]).run()
     else:
         # one process: uvicorn handles SIGINT and SIGTERM; a hang-up is handed over as SIGTERM
-        previous = signal.signal(signal.SIGHUP, lambda *_: signal.raise_signal(signal.SIGTERM))
+        previous = signal.signal(signal.SIGHUP, _hang_up_as_term)
         server = uvicorn.Server(config)
         try:
             server.run()
@@ -119,7 +119,7 @@ def run_beat(settings: Settings) -> None:
     json_only_stdout()
     # beat stops on SIGTERM and SIGINT; a hang-up stops it too, even when it was started with SIGHUP
     # ignored (nohup, a background job of a script), whose disposition it would otherwise inherit
-    signal.signal(signal.SIGHUP, lambda *_: os.kill(os.getpid(), signal.SIGTERM))
+    signal.signal(signal.SIGHUP, _hang_up_as_term)
     schedule = settings.data_dir / "beat-schedule"
     schedule.parent.mkdir(parents=True, exist_ok=True)
     celery_app.start(["beat", "--loglevel", "INFO", "-s", str(schedule)])
@@ -132,9 +132,14 @@ class Stopping(BaseException):
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 
-def _on_stop_signal(signum: int, _: Any) -> None:
+def _hang_up_as_term(*_: Any) -> None:
+    """A SIGHUP handler for a process that stops on SIGTERM only (uvicorn, beat): a hang-up stops it too."""
+    signal.raise_signal(signal.SIGTERM)
+
+
+def _on_stop_signal(signum: int, frame: Any) -> None:
     if signum == signal.SIGHUP:  # uvicorn shuts down on SIGTERM only: hand SIGHUP over to it
-        signal.raise_signal(signal.SIGTERM)
+        _hang_up_as_term()
         return
     raise Stopping(signum)
 

@@ -56,15 +56,7 @@ class RequestContext:
         except Exception:
             log.exception("unhandled error", path=scope.get("path"))
             if not started:
-                body = json.dumps({"detail": "internal error"}).encode()
-                await send_with_id(
-                    {
-                        "type": "http.response.start",
-                        "status": 500,
-                        "headers": [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))],
-                    }
-                )
-                await send({"type": "http.response.body", "body": body})
+                await send_json(send_with_id, 500, "internal error")
         elapsed = time.perf_counter() - start
         route = getattr(scope.get("route"), "path", "unmatched")
         HTTP_REQUESTS.labels(scope["method"], route, str(status)).inc()
@@ -131,7 +123,12 @@ class BodyLimit:
                 await self._refuse(send)
 
     async def _refuse(self, send: Any) -> None:
-        body = json.dumps({"detail": f"the request body is larger than {self.limit} bytes"}).encode()
-        headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
-        await send({"type": "http.response.start", "status": 413, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
+        await send_json(send, 413, BodyTooLarge(self.limit).detail)
+
+
+async def send_json(send: Any, status: int, detail: str) -> None:
+    """A whole JSON error response ``{"detail": …}``, sent from middleware (outside the app's handlers)."""
+    body = json.dumps({"detail": detail}).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
