@@ -30,3 +30,21 @@ def lying_flac(path: Path, seconds: float = 2.0, claimed: float = 1e6) -> Path:
     data[info + 10 : info + 18] = packed.to_bytes(8, "big")
     path.write_bytes(bytes(data))
     return path
+
+
+def silent_flac(path: Path, seconds: float, rate: int = 16000, channels: int = 1) -> Path:
+    """``seconds`` of digital silence as FLAC: hours of audio in a file of a few MB."""
+    layout = "stereo" if channels == 2 else "mono"
+    block = np.zeros((1, rate * 10 * channels), dtype=np.int16)
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("flac", rate=rate, layout=layout)
+        total = round(seconds * rate)
+        for start in range(0, total, rate * 10):
+            n = min(rate * 10, total - start)
+            frame = av.AudioFrame.from_ndarray(block[:, : n * channels], format="s16", layout=layout)
+            frame.sample_rate = rate
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+    return path

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,7 +38,11 @@ class Audio:
         """The mono mix (the average of the channels)."""
         if self.samples.ndim == 1:
             return self.samples
-        return np.asarray(self.samples.mean(axis=0), dtype=np.float32)
+        out = np.empty(self.samples.shape[1], dtype=np.float32)
+        for lo in range(0, len(out), 1 << 20):  # in blocks: no float64 or whole-length temporaries
+            block = self.samples[:, lo : lo + (1 << 20)]
+            np.mean(block, axis=0, dtype=np.float32, out=out[lo : lo + block.shape[1]])
+        return out
 
 
 @dataclass
@@ -102,35 +107,48 @@ class DurationError(ValueError):
     """The decoded audio is longer than the most a job may hold (``MAX_DURATION``)."""
 
 
-TRUSTED_HEADER_S = 600.0  # a header's duration sizes the first buffer only up to this: headers lie
+class _Spool:
+    """Decoded samples written piece by piece to unnamed temporary files (one per channel), then read
+    back into one array of exactly their size. Memory follows what was actually decoded, never what a
+    header claims, and the samples are held once (no growing buffer and its copies); past ``limit``
+    samples per channel decoding stops with :class:`DurationError`."""
 
-
-class _Buffer:
-    """A float32 array filled piece by piece, first sized from the stream's duration (at most
-    :data:`TRUSTED_HEADER_S` of it), grown by half as the samples actually arrive, and never past
-    ``limit`` samples: memory follows what is decoded, not what the header claims."""
-
-    def __init__(self, capacity: int, limit: int | None = None, max_seconds: float | None = None) -> None:
-        self.data = np.empty(max(capacity, 1024), dtype=np.float32)
-        self.size = 0
+    def __init__(self, channels: int, limit: int | None, max_seconds: float | None) -> None:
+        # closed (and so deleted) by close(), which decode calls in a finally
+        self.files = [tempfile.TemporaryFile(prefix="proxyai-") for _ in range(channels)]  # noqa: SIM115
+        self.size = 0  # samples per channel
         self.limit = limit
         self.max_seconds = max_seconds
 
     def add(self, piece: np.ndarray) -> None:
-        end = self.size + len(piece)
-        if self.limit is not None and end > self.limit:
+        """``piece``: ``(channels, m)`` float32."""
+        if self.limit is not None and self.size + piece.shape[1] > self.limit:
             raise DurationError(
                 f"the recording is longer than {self.max_seconds:g} s, the most one job may hold (MAX_DURATION)"
             )
-        if end > len(self.data):
-            grown = np.empty(max(end, int(len(self.data) * 1.5)), dtype=np.float32)
-            grown[: self.size] = self.data[: self.size]
-            self.data = grown
-        self.data[self.size : end] = piece
-        self.size = end
+        for row, fh in zip(piece, self.files, strict=True):
+            row.tofile(fh)
+        self.size += piece.shape[1]
 
-    def view(self) -> np.ndarray:
-        return self.data[: self.size]
+    def read(self, joined: bool) -> np.ndarray | list[np.ndarray]:
+        """The samples: one ``(channels, n)`` array when ``joined``, else one array per channel."""
+        out = np.empty((len(self.files), self.size), dtype=np.float32) if joined else None
+        rows = list(out) if out is not None else [np.empty(self.size, dtype=np.float32) for _ in self.files]
+        for row, fh in zip(rows, self.files, strict=True):
+            fh.flush()
+            fh.seek(0)
+            view, done = row.data.cast("B"), 0
+            while done < len(view):
+                got = fh.readinto(view[done:])
+                if not got:
+                    raise AudioError("the decoded samples could not be read back from the temporary folder")
+                done += got
+            _finite(row)
+        return out if out is not None else rows
+
+    def close(self) -> None:
+        for fh in self.files:
+            fh.close()
 
 
 def decode(
@@ -145,6 +163,26 @@ def decode(
     as ``(2, n)``. Raises :class:`AudioError` for anything that is not decodable audio, and
     :class:`DurationError` as soon as more than ``max_seconds`` have been decoded.
     """
+    samples = _decode(path, sample_rate, keep_channels, max_seconds, joined=True)
+    assert isinstance(samples, np.ndarray)
+    return Audio(samples[0] if len(samples) == 1 else samples, sample_rate)
+
+
+def decode_tracks(
+    path: str | os.PathLike[str],
+    sample_rate: int = SAMPLE_RATE,
+    keep_channels: bool = False,
+    max_seconds: float | None = None,
+) -> list[np.ndarray]:
+    """:func:`decode`, each channel in an array of its own (so that one can be freed without the other)."""
+    tracks = _decode(path, sample_rate, keep_channels, max_seconds, joined=False)
+    assert isinstance(tracks, list)
+    return tracks
+
+
+def _decode(
+    path: str | os.PathLike[str], sample_rate: int, keep_channels: bool, max_seconds: float | None, joined: bool
+) -> np.ndarray | list[np.ndarray]:
     import av
 
     container = _open(path)
@@ -155,28 +193,32 @@ def decode(
         layout = "stereo" if keep_channels and in_channels >= 2 else "mono"
         resampler = av.AudioResampler(format="flt", layout=layout, rate=sample_rate)
         width = 2 if layout == "stereo" else 1
-        expected = _stream_seconds(container, stream)
-        first = min(expected or 60.0, TRUSTED_HEADER_S, max_seconds or TRUSTED_HEADER_S)
-        limit = None if max_seconds is None else int(max_seconds * sample_rate * width)
-        buffer = _Buffer(int(first * 1.01 * sample_rate * width) + sample_rate, limit, max_seconds)
+        limit = None if max_seconds is None else int(max_seconds * sample_rate)
+        spool = _Spool(width, limit, max_seconds)
         try:
-            for frame in container.decode(stream):
-                frame.pts = None
-                for out in resampler.resample(frame):
-                    buffer.add(out.to_ndarray().reshape(-1))
-            for out in resampler.resample(None):
-                buffer.add(out.to_ndarray().reshape(-1))
-        except av.error.FFmpegError as exc:
-            if not buffer.size:
-                raise AudioError(f"{os.fspath(path)}: cannot decode the audio ({_reason(exc)})") from None
-            # A truncated tail: keep what decoded, as players do.
+            try:
+                for frame in container.decode(stream):
+                    frame.pts = None
+                    for out in resampler.resample(frame):
+                        spool.add(out.to_ndarray().reshape(-1, width).T)
+                for out in resampler.resample(None):
+                    spool.add(out.to_ndarray().reshape(-1, width).T)
+            except av.error.FFmpegError as exc:
+                if not spool.size:
+                    raise AudioError(f"{os.fspath(path)}: cannot decode the audio ({_reason(exc)})") from None
+                # A truncated tail: keep what decoded, as players do.
+            if not spool.size:
+                raise AudioError(f"{os.fspath(path)}: the audio stream holds no samples")
+            return spool.read(joined)
+        finally:
+            spool.close()
     finally:
         container.close()
-    if not buffer.size:
-        raise AudioError(f"{os.fspath(path)}: the audio stream holds no samples")
-    samples = buffer.view()
-    if layout == "stereo":
-        samples = np.ascontiguousarray(samples.reshape(-1, 2).T)
-    if not np.isfinite(samples).all():
-        samples = np.nan_to_num(samples, copy=False)
-    return Audio(samples=samples, sample_rate=sample_rate)
+
+
+def _finite(samples: np.ndarray) -> None:
+    """NaN and infinities (a broken float file) to numbers, in place, in blocks (no whole-length mask)."""
+    for lo in range(0, len(samples), 1 << 20):
+        block = samples[lo : lo + (1 << 20)]
+        if not np.isfinite(block).all():
+            np.nan_to_num(block, copy=False)

@@ -225,6 +225,9 @@ def diarize_embedded(
     return labels_to_turns(windows, labels, speech.regions, options.min_turn_s)
 
 
+COMPARED_S = 60  # channels_differ looks at the first minute
+
+
 def channels_differ(stereo: np.ndarray, speech: list[SpeechMap] | None = None, max_lag_s: float = 0.01) -> bool:
     """Whether the two channels of ``(2, n)`` audio carry different voices (a call recorded one side per
     channel), not one scene heard by two microphones or one signal copied or panned.
@@ -234,7 +237,7 @@ def channels_differ(stereo: np.ndarray, speech: list[SpeechMap] | None = None, m
     """
     if stereo.ndim != 2 or stereo.shape[0] != 2:
         return False
-    n = min(stereo.shape[1], 60 * SAMPLE_RATE)
+    n = min(stereo.shape[1], COMPARED_S * SAMPLE_RATE)
     left, right = stereo[0, :n].astype(np.float64), stereo[1, :n].astype(np.float64)
     el, er = float(np.dot(left, left)), float(np.dot(right, right))
     if el < 1e-6 or er < 1e-6:

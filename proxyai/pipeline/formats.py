@@ -25,7 +25,18 @@ Names = Mapping[str, str] | None
 def _name(speaker: str | None, names: Names) -> str:
     if speaker is None:
         return "UNKNOWN"
-    return (names or {}).get(speaker, speaker)
+    return _one_line((names or {}).get(speaker, speaker))
+
+
+_LINE_BREAKS = str.maketrans(dict.fromkeys("\r\n\v\f\x1c\x1d\x1e\x85\u2028\u2029", " "))
+# SRT players read HTML-like tags (<b>, <font>) and ASS overrides ({\an8}); SRT has no escape for them,
+# so the brackets become look-alikes that no player reads as markup
+_SRT_MARKUP = str.maketrans({"<": "‹", ">": "›", "{": "｛", "}": "｝"})
+
+
+def _one_line(text: str) -> str:
+    """``text`` on one line: a line break inside a name or a segment would start a new cue or line."""
+    return text.translate(_LINE_BREAKS)
 
 
 def _clock(seconds: float, sep: str) -> str:
@@ -53,7 +64,8 @@ def to_srt(result: Mapping[str, Any], names: Names = None) -> str:
     blocks = []
     for i, seg in enumerate(result.get("segments", []), 1):
         start, end = _clock(seg["start"], ","), _clock(seg["end"], ",")
-        blocks.append(f"{i}\n{start} --> {end}\n{_name(seg.get('speaker'), names)}: {seg['text']}\n")
+        line = f"{_name(seg.get('speaker'), names)}: {_one_line(seg['text'])}".translate(_SRT_MARKUP)
+        blocks.append(f"{i}\n{start} --> {end}\n{line}\n")
     return "\n".join(blocks)
 
 
@@ -66,7 +78,7 @@ def to_vtt(result: Mapping[str, Any], names: Names = None) -> str:
     for seg in result.get("segments", []):
         name = _vtt_escape(_name(seg.get("speaker"), names))
         lines.append(f"{_clock(seg['start'], '.')} --> {_clock(seg['end'], '.')}")
-        lines.append(f"<v {name}>{_vtt_escape(seg['text'])}")
+        lines.append(f"<v {name}>{_vtt_escape(_one_line(seg['text']))}")
         lines.append("")
     return "\n".join(lines)
 
@@ -74,14 +86,14 @@ def to_vtt(result: Mapping[str, Any], names: Names = None) -> str:
 def to_txt(result: Mapping[str, Any], names: Names = None) -> str:
     lines = []
     for seg in result.get("segments", []):
-        lines.append(f"[{_clock(seg['start'], ',')[:8]}] {_name(seg.get('speaker'), names)}: {seg['text']}")
+        lines.append(f"[{_clock(seg['start'], ',')[:8]}] {_name(seg.get('speaker'), names)}: {_one_line(seg['text'])}")
     return "\n".join(lines) + ("\n" if lines else "")
 
 
 def to_rttm(result: Mapping[str, Any], names: Names = None, file_id: str = "audio") -> str:
     lines = []
     for turn in result.get("diarization", []):
-        name = _name(turn["speaker"], names).replace(" ", "_")
+        name = "_".join(_name(turn["speaker"], names).split())
         dur = max(0.0, turn["end"] - turn["start"])
         lines.append(f"SPEAKER {file_id} 1 {turn['start']:.3f} {dur:.3f} <NA> <NA> {name} <NA> <NA>")
     return "\n".join(lines) + ("\n" if lines else "")

@@ -46,9 +46,18 @@ def save(prep: Prepared, folder: str | os.PathLike[str]) -> None:
     """Write ``prep`` into ``folder`` (each file atomically, the speech map last)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    _atomic(folder / AUDIO, lambda fh: np.save(fh, np.stack(prep.tracks).astype(np.float32, copy=False)))
+    _atomic(folder / AUDIO, lambda fh: _write_tracks(fh, prep.tracks))
     text = json.dumps(speech_map(prep)).encode()
     _atomic(folder / SPEECH, lambda fh: fh.write(text))
+
+
+def _write_tracks(fh: Any, tracks: list[np.ndarray]) -> None:
+    """The tracks as one ``(len(tracks), n)`` float32 ``.npy``, written row by row (no stacked copy)."""
+    n = len(tracks[0])
+    np.lib.format.write_array_header_1_0(fh, {"descr": "<f4", "fortran_order": False, "shape": (len(tracks), n)})
+    for track in tracks:
+        for lo in range(0, n, 1 << 20):
+            np.ascontiguousarray(track[lo : lo + (1 << 20)], dtype="<f4").tofile(fh)
 
 
 def _atomic(target: Path, write: Any) -> None:

@@ -18,8 +18,9 @@ import numpy as np
 from proxyai.pipeline import vad
 from proxyai.pipeline.align import assign_speakers, rename_in_order
 from proxyai.pipeline.asr import AsrOptions, Segment, Word, shift, transcribe_chunks
-from proxyai.pipeline.audio import SAMPLE_RATE, Audio, decode
+from proxyai.pipeline.audio import SAMPLE_RATE, Audio, decode_tracks
 from proxyai.pipeline.diarize import (
+    COMPARED_S,
     DiarizationOptions,
     Turn,
     channels_differ,
@@ -75,30 +76,42 @@ class Prepared:
 
 
 def prepare(source: str | os.PathLike[str] | Audio, options: PipelineOptions) -> Prepared:
-    """Decode (keeping stereo channels unless mixing) and find speech; decide mixed or split."""
+    """Decode (keeping stereo channels unless mixing) and find speech; decide mixed or split.
+
+    The samples are held once: each channel in an array of its own, mixed into the first one in place
+    when the channels are not kept apart."""
     t0 = time.perf_counter()
-    audio = (
-        source
-        if isinstance(source, Audio)
-        else decode(source, keep_channels=options.channels != "mix", max_seconds=options.max_duration)
-    )
+    if isinstance(source, Audio):
+        tracks = [source.samples] if source.channels == 1 else [source.samples[0], source.samples[1]]
+    else:
+        tracks = decode_tracks(source, keep_channels=options.channels != "mix", max_seconds=options.max_duration)
     t1 = time.perf_counter()
     vad_opts = vad.preset(options.vad_level)
     split = False
-    tracks = [audio.samples] if audio.channels == 1 else [audio.samples[0], audio.samples[1]]
     speech: list[vad.SpeechMap] = []
-    if audio.channels == 2 and options.channels != "mix":
+    if len(tracks) == 2 and options.channels != "mix":
         speech = [vad.detect_speech(t, vad_opts) for t in tracks]
-        split = options.channels == "split" or channels_differ(audio.samples, speech)
+        opening = np.stack([t[: COMPARED_S * SAMPLE_RATE] for t in tracks])
+        split = options.channels == "split" or channels_differ(opening, speech)
     if not split:
-        mono = audio.mono()
-        tracks = [mono]
-        speech = [vad.detect_speech(mono, vad_opts)]
-    del audio
+        tracks = [_mix(tracks, owned=not isinstance(source, Audio))]
+        speech = [vad.detect_speech(tracks[0], vad_opts)]
     chunks = [vad.make_chunks(s, options.segment_length, options.asr.join_gap_s) for s in speech]
     t2 = time.perf_counter()
     duration = len(tracks[0]) / SAMPLE_RATE
     return Prepared(tracks, speech, chunks, duration, split, {"decode": t1 - t0, "vad": t2 - t1})
+
+
+def _mix(tracks: list[np.ndarray], owned: bool) -> np.ndarray:
+    """The mean of the tracks; into the first one, block by block, when it is ``owned`` (ours to change)."""
+    if len(tracks) == 1:
+        return tracks[0]
+    out = tracks[0] if owned else np.empty_like(tracks[0])
+    for lo in range(0, len(out), 1 << 20):
+        hi = lo + (1 << 20)
+        np.add(tracks[0][lo:hi], tracks[1][lo:hi], out=out[lo:hi])
+        out[lo:hi] *= 0.5
+    return out
 
 
 @dataclass

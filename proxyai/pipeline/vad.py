@@ -27,7 +27,7 @@ from proxyai.pipeline.audio import SAMPLE_RATE
 
 WINDOW = 512  # samples per Silero frame (32 ms)
 FRAME_S = WINDOW / SAMPLE_RATE
-_PIECE = WINDOW * 18750  # run the model over 10-minute pieces to bound memory
+_PIECE = WINDOW * 1875  # one minute
 
 
 @dataclass(frozen=True)
@@ -82,15 +82,15 @@ class SpeechMap:
 
 def speech_probabilities(samples: np.ndarray) -> np.ndarray:
     """Silero speech probability for every 32 ms frame of 16 kHz mono audio."""
-    from faster_whisper.vad import get_vad_model
+    from proxyai.pipeline.models import silero_vad
 
     if len(samples) == 0:
         return np.zeros(0, dtype=np.float32)
-    model = get_vad_model()
-    # Pieces of at most 10 minutes (bounded memory), at least two when there is a minute or more, run
-    # on every core (the model is single-threaded and releases the GIL).
+    model = silero_vad()
+    # Pieces of one minute (bounded memory: the model's activations for a piece are ~25 MB), run on
+    # every core (the model is single-threaded and releases the GIL).
     workers = max(1, min(os.cpu_count() or 1, 4))
-    size = min(_PIECE, max(WINDOW * 1875, -(-len(samples) // (workers * WINDOW)) * WINDOW))
+    size = _PIECE
 
     def run(i: int) -> np.ndarray:
         piece = samples[i : i + size]

@@ -7,7 +7,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-from audio_helpers import lying_flac
+from audio_helpers import lying_flac, silent_flac
 
 from proxyai.pipeline.audio import SAMPLE_RATE, Audio, AudioError, decode, probe
 
@@ -337,3 +337,21 @@ def test_decoding_stops_past_max_seconds_naming_the_setting(tmp_path: Path) -> N
     stereo = write_audio(tmp_path / "long.wav", np.stack([_tone(300, 12.0, 16000)] * 2), 16000, "pcm_s16le")
     with pytest.raises(DurationError, match="longer than 5 s"):
         decode(stereo, keep_channels=True, max_seconds=5.0)
+
+
+@pytest.mark.parametrize("channels", [1, 2])
+def test_decoding_holds_the_samples_once(tmp_path: Path, channels: int) -> None:
+    """Five minutes decode with a peak of about the decoded samples' own size: no buffer grown by copies,
+    no header-sized guess (the samples go to a temporary file first and are read back once)."""
+    import tracemalloc
+
+    path = silent_flac(tmp_path / "silence.flac", 300.0, 44100, channels)
+    tracemalloc.start()
+    try:
+        audio = decode(path, keep_channels=True)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert audio.samples.shape == ((300 * SAMPLE_RATE,) if channels == 1 else (2, 300 * SAMPLE_RATE))
+    size = audio.samples.nbytes
+    assert peak < size * (1.25 if channels == 1 else 1.75), f"peak {peak / size:.2f}× the samples"

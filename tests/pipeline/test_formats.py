@@ -77,10 +77,32 @@ def test_srt(result: dict[str, Any]) -> None:
     assert blocks[2].split("\n")[1] == "01:02:03,457 --> 01:02:05,500"
 
 
+def test_srt_carries_no_markup_from_names_or_text(result: dict[str, Any]) -> None:
+    """SRT players read HTML-like tags and ASS overrides, and SRT has no escape: the brackets of names
+    and text become look-alikes, so a name shows as typed and styles nothing."""
+    result["segments"][0]["text"] = '<font color="red">Hello</font> {\\an8}there.'
+    srt = render(result, "srt", {"SPEAKER_00": "<b>Eve</b>", "SPEAKER_01": "Bob"})
+    assert '‹b›Eve‹/b›: ‹font color="red"›Hello‹/font› ｛\\an8｝there.' in srt
+    assert "Bob: Is x ‹ y & y › z?" in srt
+    assert not re.search(r"[<>{}]", srt.replace("-->", ""))
+
+
+@pytest.mark.parametrize("fmt", ["srt", "vtt", "txt"])
+def test_line_breaks_in_text_or_names_start_no_new_cue(result: dict[str, Any], fmt: str) -> None:
+    result["segments"][1]["text"] = "one\n\n99\n00:00:00,000 --> 00:00:09,000\u2028two\rthree"
+    out = render(result, fmt, {"SPEAKER_00": "Ann\u2029Lee"})
+    if fmt == "txt":
+        assert len(out.splitlines()) == 3 and "Ann Lee: Hello there." in out
+    else:
+        assert out.count("-->") == 3  # the arrow inside the text is no timing line (its ">" is escaped)
+        assert len(out.strip().split("\n\n")) == (3 if fmt == "srt" else 4)  # vtt: header + 3 cues
+    assert "\u2028" not in out and "\u2029" not in out and "\r" not in out
+
+
 def test_srt_names(result: dict[str, Any]) -> None:
     srt = render(result, "srt", NAMES)
     assert "Diane Lee: Hello there." in srt
-    assert "Bob: Is x < y & y > z?" in srt
+    assert "Bob: Is x ‹ y & y › z?" in srt  # no markup in SRT (see below)
     assert "SPEAKER_0" not in srt
 
 

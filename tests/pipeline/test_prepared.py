@@ -58,3 +58,27 @@ def test_both_channels_of_a_split_call_are_kept(tmp_path: Path, shared_audio: Pa
     assert back is not None and back.split and len(back.tracks) == 2
     assert all(np.array_equal(a, b) for a, b in zip(back.tracks, prep.tracks, strict=True))
     assert back.chunks == prep.chunks
+
+
+def test_a_stereo_recording_is_held_once_while_prepared(tmp_path: Path) -> None:
+    """Fifteen minutes of stereo: the two channels are decoded into arrays of their own, scanned, then mixed
+    into the first in place; the peak stays at the two channels' size plus the speech scan's fixed
+    working memory (~20 MB: one-minute pieces), with no third, mixed copy; what is kept is one track."""
+    import tracemalloc
+
+    from audio_helpers import silent_flac
+
+    path = silent_flac(tmp_path / "stereo.flac", 900.0, 16000, channels=2)
+    tracemalloc.start()
+    try:
+        prep = prepare(path, PipelineOptions())
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    channel = 900 * 16000 * 4
+    assert not prep.split and len(prep.tracks) == 1 and prep.tracks[0].nbytes == channel
+    over = peak - 2 * channel
+    assert over < 40 * 2**20, f"peak {over / 2**20:.0f} MiB over the two channels"
+    folder = tmp_path / "prepared"
+    prepared.save(prep, folder)
+    assert (folder / prepared.AUDIO).stat().st_size == pytest.approx(channel, abs=4096)
