@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, MutableMapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -13,6 +13,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from proxyai import __version__
 from proxyai.api.deps import RateLimits
@@ -75,6 +76,8 @@ def create_app(settings: Settings | None = None, context: Context | None = None)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         body: dict[str, Any] = {"detail": exc.detail}
         headers = dict(exc.headers or {})
+        if exc.status_code == 405:  # Starlette names the methods of the first route on the path only
+            headers["Allow"] = ", ".join(_methods_on(app, request.scope))
         if "X-Job-Status" in headers:
             body["status"] = headers["X-Job-Status"]
             body["upload_id"] = request.path_params.get("upload_id")
@@ -105,6 +108,17 @@ def create_app(settings: Settings | None = None, context: Context | None = None)
         )
 
     return app
+
+
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def _methods_on(app: FastAPI, scope: MutableMapping[str, Any]) -> list[str]:
+    """Every method some route of ``app`` answers on the request's path (each route asked, as the router
+    asks it, whether it takes the path with that method)."""
+    probe = {"type": "http", "path": scope["path"], "root_path": scope.get("root_path", ""), "headers": []}
+    routes = app.router.routes
+    return [m for m in _METHODS if any(r.matches({**probe, "method": m})[0] is Match.FULL for r in routes)]
 
 
 def _local_docs(app: FastAPI) -> None:

@@ -14,9 +14,25 @@ import structlog
 from fastapi import Depends, Header, HTTPException, Request
 from starlette.concurrency import run_in_threadpool
 
+from proxyai.api.middleware import BODY_LIMIT
+from proxyai.api.schemas import Responses, problem
 from proxyai.context import Context
 from proxyai.store.db import Job, User
 from proxyai.worker.app import CeleryApp
+
+# what the dependencies below may answer, for the routes' ``responses`` (the OpenAPI document)
+KEY_REQUIRED: Responses = {401: problem("no X-API-Key header, or a key that is not valid")}
+BAD_INPUT: Responses = {422: problem("a bad parameter or body: the detail names it")}
+OWNED_JOB: Responses = {**KEY_REQUIRED, 404: problem("no upload of the caller's with this id"), **BAD_INPUT}
+ADMIN_ONLY: Responses = {
+    403: problem("the X-Admin-Token header is missing or wrong"),
+    404: problem("the admin endpoint is off (ADMIN_TOKEN is not set)"),
+}
+RATE_LIMITED: Responses = {429: problem("too many requests from this client (or with this key); see Retry-After")}
+JSON_BODY: Responses = {  # FastAPI reads the body (before any dependency); BodyLimit caps it
+    400: problem("a body that cannot be read (not UTF-8)"),
+    413: problem(f"the request body is larger than {BODY_LIMIT} bytes"),
+}
 
 
 async def get_ctx(request: Request) -> Context:  # async: no thread hop for a lookup

@@ -34,7 +34,9 @@ class RequestContext:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        sent = dict(scope["headers"]).get(b"x-correlation-id", b"").decode("latin-1").strip()[:64]
+        # echoed in a header: no whitespace at either end, also where the cut falls (h11 refuses to send
+        # such a value, and the client gets no response at all)
+        sent = dict(scope["headers"]).get(b"x-correlation-id", b"").decode("latin-1").strip()[:64].rstrip()
         correlation_id = sent or uuid.uuid4().hex
         scope.setdefault("state", {})["correlation_id"] = correlation_id
         structlog.contextvars.clear_contextvars()
@@ -72,6 +74,9 @@ class RequestContext:
         )
 
 
+BODY_LIMIT = 64_000  # bytes of a request body (but an upload's)
+
+
 class BodyTooLarge(HTTPException):
     """Raised from ``receive`` as a body passes the limit: an HTTPException, so that FastAPI's body
     parsing lets it through and the app answers it as JSON (413)."""
@@ -86,7 +91,9 @@ class BodyLimit:
     chunked body is cut off with 413 as soon as it passes. (FastAPI reads a JSON body before it checks
     the API key, so without this a 100 MB body to ``/labels`` with no key is parsed and held.)"""
 
-    def __init__(self, app: Any, limit: int = 64_000, exempt: tuple[str, ...] = ("/upload/", "/transcribe")) -> None:
+    def __init__(
+        self, app: Any, limit: int = BODY_LIMIT, exempt: tuple[str, ...] = ("/upload/", "/transcribe")
+    ) -> None:
         self.app = app
         self.limit = limit
         self.exempt = exempt

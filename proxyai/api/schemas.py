@@ -116,4 +116,21 @@ class Health(BaseModel):
 
 
 class Problem(BaseModel):
-    detail: Any
+    """Every error: ``detail`` says what went wrong (and what to do), for a person to read."""
+
+    detail: str
+
+
+class JobNotDone(Problem):
+    """``GET /results`` of a job that is not done (202) or failed (409)."""
+
+    status: JobStatus
+    upload_id: str
+
+
+Responses = dict[int | str, dict[str, Any]]  # a route's ``responses``
+
+
+def problem(description: str, model: type[Problem] = Problem) -> dict[str, Any]:
+    """A documented error response (for a route's ``responses``): JSON with a ``detail``."""
+    return {"model": model, "description": description}

@@ -117,7 +117,14 @@ def test_admin_is_off_without_a_token(make_api: Callable[..., ApiClient]) -> Non
     assert_error(api.post("/admin/users", json={"name": "x"}, headers={"X-Admin-Token": ""}), 404)
 
 
-@pytest.mark.parametrize("body", [{}, {"name": ""}, {"name": "x" * 201}, {"name": 5}, []])
+@pytest.mark.parametrize(
+    "body",
+    [{}, {"name": ""}, {"name": "x" * 201}, {"name": 5}, [], {"name": "   "}, {"name": "a\x00b"}, {"name": "a\u202eb"}],
+)
 def test_admin_rejects_a_bad_name(api: ApiClient, body: object) -> None:
+    """A NUL (which PostgreSQL cannot store: it was a 500 there) or another character that is not
+    printable text, or a blank name, is a 422 like any other bad name, and no user is made."""
+    before = api.ctx.store.count_users()
     response = api.post("/admin/users", json=body, headers={"X-Admin-Token": ADMIN_TOKEN})
     assert_error(response, 422, mentions="name" if isinstance(body, dict) else None)
+    assert api.ctx.store.count_users() == before

@@ -207,6 +207,28 @@ def test_openapi_lists_every_endpoint(sqlite_api: ApiClient) -> None:
         assert code in paths["/upload/"]["post"]["responses"]
 
 
+def test_openapi_documents_the_errors_as_they_are_sent(sqlite_api: ApiClient) -> None:
+    """Every error is documented as the JSON ``{"detail": "…"}`` the app sends (never FastAPI's list of
+    validation errors), the key's 401 wherever a key is asked, and the upload's multipart form."""
+    spec = sqlite_api.get("/openapi.json").json()
+    assert "HTTPValidationError" not in spec["components"]["schemas"]
+    assert spec["components"]["schemas"]["Problem"]["properties"]["detail"]["type"] == "string"
+    for path, operations in spec["paths"].items():
+        for method, operation in operations.items():
+            responses = operation["responses"]
+            for code, response in responses.items():
+                if code.startswith(("4", "5")) and path != "/health":
+                    schema = response["content"]["application/json"]["schema"]
+                    assert schema["$ref"].endswith(("/Problem", "/JobNotDone")), (method, path, code)
+            if path not in ("/health", "/metrics", "/admin/users"):
+                assert "401" in responses, (method, path)
+    form = spec["paths"]["/upload/"]["post"]["requestBody"]["content"]["multipart/form-data"]["schema"]
+    assert form["required"] == ["file"] and form["properties"]["file"]["format"] == "binary"
+    assert form["properties"]["channels"]["enum"] == ["auto", "mix", "split"]
+    fmt = next(p for p in spec["paths"]["/results/{upload_id}"]["get"]["parameters"] if p["name"] == "format")
+    assert fmt["schema"]["enum"] == ["json", "srt", "vtt", "txt", "rttm"]
+
+
 # --- errors are JSON -------------------------------------------------------------------------------
 
 

@@ -7,6 +7,7 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
+import h11
 import pytest
 from api_helpers import ADMIN_TOKEN, ApiClient, DoneJob, assert_error
 
@@ -116,3 +117,37 @@ def test_the_api_docs_load_nothing_from_another_origin(api: ApiClient) -> None:
     assert script.status_code == 200 and "javascript" in script.headers["content-type"]
     assert api.get("/redoc").status_code == 404
     assert api.get("/openapi.json").json()["info"]["title"] == "proxyAI"
+
+
+@pytest.mark.parametrize("blank", [" ", "\t", "  \t "])
+def test_a_correlation_id_cut_at_a_space_is_still_a_header_value(sqlite_api: ApiClient, blank: str) -> None:
+    """The id is cut to 64 characters; where the cut left whitespace at its end, the echoed header was
+    one h11 (uvicorn's HTTP) refuses to send: the client got no response at all."""
+    sent = "a" * 63 + blank + "b" * 10
+    response = sqlite_api.get("/health", headers={"X-Correlation-ID": sent})
+    assert response.status_code == 200
+    echoed = response.headers["x-correlation-id"]
+    assert echoed == "a" * 63
+    h11.Response(status_code=200, headers=[("x-correlation-id", echoed)])  # raises for what h11 cannot send
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allowed"),
+    [
+        ("OPTIONS", "/results/{id}", "GET, DELETE"),
+        ("PUT", "/labels/{id}", "GET, POST"),
+        ("PATCH", "/upload/", "POST"),
+        ("DELETE", "/health", "GET"),
+    ],
+)
+def test_a_405_names_every_method_of_the_path(sqlite_api: ApiClient, method: str, path: str, allowed: str) -> None:
+    """``Allow`` lists what the path answers, not only the methods of its first route."""
+    response = sqlite_api.request(method, path.format(id="00000000-0000-0000-0000-000000000000"))
+    assert_error(response, 405)
+    assert response.headers["allow"] == allowed
+
+
+@pytest.mark.parametrize("path", ["/labels/00000000-0000-0000-0000-000000000000", "/admin/users"])
+def test_a_json_body_that_is_not_utf8_is_400(sqlite_api: ApiClient, path: str) -> None:
+    headers = {"content-type": "application/json", "X-API-Key": sqlite_api.new_user(), "X-Admin-Token": ADMIN_TOKEN}
+    assert_error(sqlite_api.post(path, content=b"\xff\xfe{", headers=headers), 400)

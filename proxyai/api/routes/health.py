@@ -11,7 +11,7 @@ from fastapi import APIRouter, Response
 from starlette.concurrency import run_in_threadpool
 
 from proxyai import __version__
-from proxyai.api.deps import Ctx, Queue, rate_limit
+from proxyai.api.deps import RATE_LIMITED, Ctx, Queue, rate_limit
 from proxyai.api.schemas import Health
 from proxyai.observability import render_metrics
 from proxyai.worker.app import CPU_QUEUE, GPU_QUEUE, CeleryApp
@@ -42,7 +42,7 @@ def queue_depths(celery: CeleryApp) -> dict[tuple[str, ...], float]:
     "/health",
     response_model=Health,
     dependencies=[rate_limit("health")],
-    responses={503: {"model": Health, "description": "the database or the broker cannot be reached"}},
+    responses={503: {"model": Health, "description": "the database or the broker cannot be reached"}, **RATE_LIMITED},
 )
 async def health(ctx: Ctx, celery: Queue, response: Response) -> Health:
     """``ok`` (200) when the database and the broker answer and the upload and results folders can be
@@ -72,7 +72,7 @@ async def health(ctx: Ctx, celery: Queue, response: Response) -> Health:
     return Health(status="ok", version=__version__)
 
 
-@router.get("/metrics", dependencies=[rate_limit("metrics")], response_class=Response)
+@router.get("/metrics", dependencies=[rate_limit("metrics")], response_class=Response, responses=RATE_LIMITED)
 async def metrics(ctx: Ctx, celery: Queue) -> Response:
     """Prometheus text: HTTP, pipeline stages, task runs, jobs by status, queue depth."""
 

@@ -10,8 +10,18 @@ from fastapi import APIRouter, Body, Header, HTTPException, Query, Response
 from fastapi.responses import FileResponse, JSONResponse
 from starlette.responses import MalformedRangeHeader, RangeNotSatisfiable
 
-from proxyai.api.deps import Ctx, CurrentUser, OwnedJob, rate_limit
-from proxyai.api.schemas import JobList, Labels, Result
+from proxyai.api.deps import (
+    BAD_INPUT,
+    JSON_BODY,
+    KEY_REQUIRED,
+    OWNED_JOB,
+    RATE_LIMITED,
+    Ctx,
+    CurrentUser,
+    OwnedJob,
+    rate_limit,
+)
+from proxyai.api.schemas import JobList, JobNotDone, Labels, Result, problem
 from proxyai.api.schemas import Status as StatusBody
 from proxyai.api.text import bad_character
 from proxyai.jobs import ACTIVE, Status
@@ -22,12 +32,12 @@ from proxyai.store.db import Job
 router = APIRouter(tags=["jobs"])
 
 
-@router.get("/status/{upload_id}", response_model=StatusBody, responses={404: {"description": "unknown upload"}})
+@router.get("/status/{upload_id}", response_model=StatusBody, responses=OWNED_JOB)
 async def status(job: OwnedJob) -> StatusBody:
     return StatusBody.of(job)
 
 
-@router.get("/jobs", response_model=JobList)
+@router.get("/jobs", response_model=JobList, responses={**KEY_REQUIRED, **BAD_INPUT})
 def jobs(
     ctx: Ctx,
     user: CurrentUser,
@@ -62,12 +72,16 @@ def _result(ctx: Ctx, job: Job) -> dict[str, Any]:
                 t.split(";")[0]: {"schema": {"type": "string"}} for f, t in CONTENT_TYPES.items() if f != "json"
             },
         },
-        202: {"description": "not done yet: {detail}; header X-Job-Status says queued or processing"},
-        409: {"description": "the job failed: {detail} holds its message"},
-        404: {"description": "unknown upload"},
+        202: problem("not done yet: header X-Job-Status says queued or processing", JobNotDone),
+        409: problem("the job failed: detail holds its message", JobNotDone),
+        410: problem("the results of this job are gone"),
+        **OWNED_JOB,
+        **RATE_LIMITED,
     },
 )
-def results(ctx: Ctx, job: OwnedJob, format: Annotated[str | None, Query()] = None) -> Response:
+def results(
+    ctx: Ctx, job: OwnedJob, format: Annotated[str | None, Query(json_schema_extra={"enum": list(FORMATS)})] = None
+) -> Response:
     """The whole result, speaker names applied (``transcript`` is the segments); ``?format=`` for a file."""
     if format is not None and format not in FORMATS:
         raise HTTPException(422, f"format must be one of {', '.join(FORMATS)}")
@@ -87,7 +101,7 @@ def results(ctx: Ctx, job: OwnedJob, format: Annotated[str | None, Query()] = No
     )
 
 
-@router.delete("/results/{upload_id}", status_code=204, responses={404: {"description": "unknown upload"}})
+@router.delete("/results/{upload_id}", status_code=204, responses=OWNED_JOB)
 def delete(ctx: Ctx, job: OwnedJob) -> Response:
     """The job, its upload and its results are gone."""
     ctx.store.delete_job(job.id)
@@ -95,12 +109,22 @@ def delete(ctx: Ctx, job: OwnedJob) -> Response:
     return Response(status_code=204)
 
 
-@router.get("/labels/{upload_id}", response_model=Labels)
+@router.get("/labels/{upload_id}", response_model=Labels, responses=OWNED_JOB)
 def get_labels(ctx: Ctx, job: OwnedJob) -> Labels:
     return Labels(upload_id=job.id, labels=ctx.store.labels(job.id))
 
 
-@router.post("/labels/{upload_id}", response_model=Labels, responses={422: {"description": "bad speaker or name"}})
+@router.post(
+    "/labels/{upload_id}",
+    response_model=Labels,
+    responses={
+        **OWNED_JOB,
+        409: problem("the job is not done yet, or failed"),
+        410: problem("the results of this job are gone"),
+        **JSON_BODY,
+        422: problem("a speaker this job does not have, or a bad name"),
+    },
+)
 def set_labels(
     ctx: Ctx,
     job: OwnedJob,
@@ -127,7 +151,21 @@ def set_labels(
     return Labels(upload_id=job.id, labels=ctx.store.set_labels(job.id, clean))
 
 
-@router.get("/audio/{upload_id}", response_class=FileResponse, responses={206: {"description": "a byte range"}})
+_AUDIO = {t: {"schema": {"type": "string", "format": "binary"}} for t in ("audio/*", "application/octet-stream")}
+
+
+@router.get(
+    "/audio/{upload_id}",
+    response_class=FileResponse,
+    responses={
+        200: {"description": "the uploaded file, typed from its probed container", "content": _AUDIO},
+        206: {"description": "a byte range", "content": _AUDIO},
+        400: problem("a Range header that cannot be read"),
+        **OWNED_JOB,
+        410: problem("the upload is gone"),
+        416: problem("a range outside the file"),
+    },
+)
 def audio(ctx: Ctx, job: OwnedJob, range: Annotated[str | None, Header()] = None) -> FileResponse:
     """The uploaded file, with HTTP Range support."""
     path = ctx.files.upload_path(job.id)

@@ -4,28 +4,48 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import structlog
 from fastapi import APIRouter, HTTPException, Request
 from starlette.concurrency import run_in_threadpool
 
-from proxyai.api.deps import Ctx, CurrentUser, Queue, rate_limit
-from proxyai.api.schemas import UploadResponse
+from proxyai.api.deps import KEY_REQUIRED, Ctx, CurrentUser, Queue, rate_limit
+from proxyai.api.schemas import Responses, UploadResponse, problem
 from proxyai.api.upload import receive_upload, storage_error
 from proxyai.jobs import JobOptions, OptionsError
 from proxyai.pipeline.audio import AudioError, probe
 
 router = APIRouter(tags=["uploads"])
 
-RESPONSES: dict[int | str, dict[str, Any]] = {
-    413: {"description": "the file is larger than MAX_FILE_SIZE, or longer than MAX_DURATION"},
-    415: {"description": "the file is not audio (judged by its content)"},
-    422: {"description": "a bad form field"},
-    429: {"description": "too many uploads from this address"},
-    503: {"description": "the job queue or the upload storage is unavailable"},
-    507: {"description": "the upload storage is full"},
+RESPONSES: Responses = {
+    400: problem("a multipart body that cannot be read"),
+    **KEY_REQUIRED,
+    413: problem("the file is larger than MAX_FILE_SIZE, or longer than MAX_DURATION"),
+    415: problem("the file is not audio (judged by its content)"),
+    422: problem("not a multipart form with a 'file', or a bad form field"),
+    429: problem("too many uploads from this address or with this key"),
+    503: problem("the job queue or the upload storage is unavailable"),
+    507: problem("the upload storage is full"),
 }
+
+
+def _form_schema() -> dict[str, Any]:
+    """The multipart form (read by :func:`receive_upload`, not by FastAPI, so described here): the
+    ``file`` and the :class:`JobOptions` fields, all optional but the file."""
+    speakers = {"type": "integer", "minimum": 1, "maximum": 50}
+    properties: dict[str, Any] = {
+        "file": {"type": "string", "format": "binary", "description": "the recording (audio or video with sound)"},
+        "language": {"type": "string", "description": "a language code (en, ru, de, …); detected when absent"},
+        "num_speakers": speakers,
+        "min_speakers": speakers,
+        "max_speakers": speakers,
+    }
+    for name in ("task", "diarization", "channels"):
+        choices = get_args(JobOptions.model_fields[name].annotation)
+        properties[name] = {"type": "string", "enum": list(choices), "default": JobOptions.model_fields[name].default}
+    schema = {"type": "object", "required": ["file"], "properties": properties}
+    return {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": schema}}}}
 
 
 async def create_upload(request: Request, ctx: Ctx, celery: Queue, user: CurrentUser) -> UploadResponse:
@@ -94,6 +114,7 @@ for path in ("/upload/", "/transcribe"):
         status_code=200,
         responses=RESPONSES,
         dependencies=[rate_limit("upload", per_key=True)],
+        openapi_extra=_form_schema(),
         summary="Upload a recording (multipart field 'file'; optional language, task, num_speakers, "
         "min_speakers, max_speakers, diarization, channels)",
     )
