@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+
+import httpx
 
 
 def processes_with(marker: str) -> set[int]:
@@ -27,3 +34,48 @@ def wait_for(predicate: Callable[[], object], seconds: float) -> bool:
             return True
         time.sleep(0.2)
     return bool(predicate())
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_api(folder: Path, **settings: str) -> tuple[subprocess.Popen[bytes], str]:
+    """A real ``proxyai api`` on a free loopback port, with ``settings`` (environment names), once it
+    answers ``/health`` with 200 (within 60 s); stop it with :func:`stop_group`."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CELERY_", "DATABASE_URL", "PROMETHEUS"))}
+    env.update(DATA_DIR=str(folder / "data"), WARMUP="false", **settings)
+    api = subprocess.Popen(
+        [sys.executable, "-m", "proxyai.cli", "api", "--port", str(port)],
+        cwd=folder,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+
+    def answers() -> bool:
+        try:
+            return httpx.get(f"{base}/health", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return api.poll() is not None
+
+    if not wait_for(answers, 60) or api.poll() is not None:
+        stop_group(api)
+        raise AssertionError("proxyai api did not start")
+    return api, base
+
+
+def stop_group(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM to ``proc``'s process group, SIGKILL after 30 s."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)

@@ -93,13 +93,19 @@ async def owned_job(ctx: Ctx, user: CurrentUser, upload_id: str) -> Job:
 OwnedJob = Annotated[Job, Depends(owned_job)]
 
 
+COUNTER_TIMEOUT_S = 0.5  # a rate-limit counter store (Redis) that does not answer in this lets requests through
+
+
 @dataclass
 class RateLimits:
     """Per-client-address limits (the ``limits`` library), in Redis when Redis is configured so that
-    they hold across API processes, else in this process's memory."""
+    they hold across API processes, else in this process's memory. A counter in Redis is counted in the
+    thread pool with a socket timeout, so a Redis that hangs delays a request by at most
+    :data:`COUNTER_TIMEOUT_S` and never stops the event loop."""
 
     strategy: Any
     items: dict[str, Any]
+    remote: bool = False
 
     @classmethod
     def build(cls, storage_uri: str, limits: dict[str, str]) -> RateLimits:
@@ -107,18 +113,29 @@ class RateLimits:
         from limits.storage import storage_from_string
         from limits.strategies import MovingWindowRateLimiter
 
-        storage = storage_from_string(storage_uri)
-        return cls(MovingWindowRateLimiter(storage), {name: parse(value) for name, value in limits.items()})
+        remote = not storage_uri.startswith("memory://")
+        options: dict[str, float] = {}
+        if storage_uri.startswith(("redis://", "rediss://")):
+            options = {"socket_timeout": COUNTER_TIMEOUT_S, "socket_connect_timeout": COUNTER_TIMEOUT_S}
+        storage = storage_from_string(storage_uri, **options)
+        items = {name: parse(value) for name, value in limits.items()}
+        return cls(MovingWindowRateLimiter(storage), items, remote)
 
-    def check(self, name: str, key: str) -> None:
+    async def check(self, name: str, key: str) -> None:
+        if self.remote:
+            await run_in_threadpool(self._check, name, key)
+        else:  # a counter in memory: quick, no thread hop
+            self._check(name, key)
+
+    def _check(self, name: str, key: str) -> None:
         item = self.items[name]
         try:
             allowed = self.strategy.hit(item, "proxyai", name, key)
-        except Exception as exc:  # the counter store (Redis) is down: serve rather than fail
+            reset = None if allowed else self.strategy.get_window_stats(item, "proxyai", name, key).reset_time
+        except Exception as exc:  # the counter store (Redis) is down or hangs: serve rather than fail
             structlog.get_logger("proxyai.api").warning("rate limit store unreachable", error=str(exc)[:200])
             return
-        if not allowed:
-            reset = self.strategy.get_window_stats(item, "proxyai", name, key).reset_time
+        if reset is not None:
             retry = max(1, math.ceil(reset - time.time()))
             raise HTTPException(
                 429,
@@ -137,13 +154,13 @@ def rate_limit(name: str, per_key: bool = False) -> Any:
     requests without a valid key use no one's allowance and spreading requests over addresses does not
     multiply one key's."""
 
-    async def by_address(request: Request) -> None:  # async: a memory or Redis counter is quick
+    async def by_address(request: Request) -> None:
         limits: RateLimits = request.app.state.rate_limits
-        limits.check(name, client_address(request))
+        await limits.check(name, client_address(request))
 
     async def by_address_and_key(request: Request, user: CurrentUser) -> None:
         limits: RateLimits = request.app.state.rate_limits
-        limits.check(name, client_address(request))
-        limits.check(name, f"key:{user.id}")
+        await limits.check(name, client_address(request))
+        await limits.check(name, f"key:{user.id}")
 
     return Depends(by_address_and_key if per_key else by_address)

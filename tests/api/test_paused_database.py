@@ -9,9 +9,7 @@ import glob
 import os
 import shutil
 import signal
-import socket
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -20,12 +18,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from process_helpers import free_port, start_api, stop_group
 
 
 def _as_postgres(*argv: str) -> subprocess.CompletedProcess[str]:
@@ -41,7 +34,7 @@ def own_postgres() -> Iterator[tuple[str, int]]:
         pytest.skip("needs root and Debian's PostgreSQL binaries to make an instance of its own")
     folder = Path(tempfile.mkdtemp(prefix="proxyai-pg-"))  # outside pytest's folder, which is root's only
     shutil.chown(folder, "postgres", "postgres")
-    port = _port()
+    port = free_port()
     done = _as_postgres(f"{bins[-1]}/initdb", "-D", str(folder), "-A", "trust", "-U", "postgres")
     assert done.returncode == 0, done.stderr
     options = f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync=off"
@@ -83,29 +76,9 @@ def test_a_paused_database_does_not_freeze_the_api(tmp_path: Path, own_postgres:
     ctx = make_context(settings)
     _, key = ctx.store.create_user("t")
     ctx.store.engine.dispose()
-    port = _port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("CELERY_", "DATABASE_URL", "PROMETHEUS"))}
-    env.update(DATA_DIR=str(tmp_path / "data"), DATABASE_URL=url, WARMUP="false", RATE_LIMIT_HEALTH="1000/minute")
-    api = subprocess.Popen(
-        [sys.executable, "-m", "proxyai.cli", "api", "--port", str(port)],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    base = f"http://127.0.0.1:{port}"
+    api, base = start_api(tmp_path, DATABASE_URL=url, RATE_LIMIT_HEALTH="1000/minute")
     held: list[httpx.Response] = []
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{base}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline and api.poll() is None, "proxyai api did not start"
-            time.sleep(0.3)
         assert httpx.get(f"{base}/jobs", headers={"X-API-Key": key}, timeout=10).status_code == 200
 
         _signal_tree(postmaster, signal.SIGSTOP)
@@ -132,8 +105,4 @@ def test_a_paused_database_does_not_freeze_the_api(tmp_path: Path, own_postgres:
         assert httpx.get(f"{base}/health", timeout=10).status_code == 200
     finally:
         _signal_tree(postmaster, signal.SIGCONT)
-        os.killpg(api.pid, signal.SIGTERM)
-        try:
-            api.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(api.pid, signal.SIGKILL)
+        stop_group(api)
