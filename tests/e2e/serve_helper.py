@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,12 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from process_helpers import free_port, stop_group
 
 
 def start(folder: Path, **settings: str) -> tuple[subprocess.Popen[bytes], str]:
@@ -60,12 +53,7 @@ def serve(folder: Path, **settings: str) -> Iterator[tuple[str, str, Path]]:
         key = (folder / "data" / "local-api-key").read_text().strip()
         yield base, key, folder
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+        stop_group(proc)
 
 
 def json_lines(folder: Path) -> list[dict[str, object]]:
