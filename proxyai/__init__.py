@@ -1,3 +1,3 @@
 """proxyAI: speaker-attributed transcripts from recorded conversations."""
 
-__version__ = "0.1.0"
+__version__ = "13.7.6.1"

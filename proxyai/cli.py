@@ -40,7 +40,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=os.environ.get("WHISPER_MODEL_PATH") or os.environ.get("WHISPER_MODEL") or "base",
         help="Whisper model: base (bundled, default), tiny.en (bundled), a hub name or a local directory",
     )
-    t.add_argument("--diarization", choices=["embedded", "pyannote", "none"], default="embedded")
+    t.add_argument(
+        "--diarization",
+        choices=["embedded", "pyannote", "none"],
+        default=os.environ.get("DIARIZATION_BACKEND") or "embedded",
+        help="who speaks when: embedded (default), pyannote or none",
+    )
     t.add_argument(
         "--encoder",
         default=os.environ.get("SPEAKER_ENCODER") or "campplus",
@@ -180,6 +185,7 @@ def transcribe(args: argparse.Namespace) -> int:
         segment_length=args.segment_length,
         channels=job.channels,
         pyannote_protocol=os.environ.get("PYANNOTE_PROTOCOL") or None,
+        diarizer_cache_dir=os.environ.get("DIARIZER_CACHE_DIR") or None,
         huggingface_token=os.environ.get("HUGGINGFACE_TOKEN") or None,
         asr=AsrOptions(
             language=job.language,

@@ -66,6 +66,8 @@ class Settings(BaseSettings):
     whisper_device: Literal["auto", "cpu", "cuda"] = "auto"
     whisper_compute_type: str = "auto"
     speaker_encoder: str = "campplus"
+    # the diarization of every job that does not choose one (the upload's ``diarization`` field)
+    diarization_backend: Literal["embedded", "pyannote", "none"] = "embedded"
     clustering: Literal["ahc", "spectral"] = "ahc"
     pyannote_protocol: str | None = None
     huggingface_token: SecretStr | None = None
@@ -86,6 +88,9 @@ class Settings(BaseSettings):
     rate_limit_storage_url: str | None = None
     tus_endpoint: str | None = None
     metrics_port: int = Field(9100, ge=1, le=65535)
+    # every ``proxyai worker`` serves its own metrics here (its pool's processes summed); 0: none
+    worker_metrics_port: int = Field(9101, ge=0, le=65535)
+    worker_metrics_host: str = "0.0.0.0"
     flower_user: str | None = None
     flower_pass: SecretStr | None = None
     log_level: str = "INFO"

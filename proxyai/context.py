@@ -42,6 +42,7 @@ def pipeline_options(settings: Settings, job: JobOptions) -> PipelineOptions:
         pyannote_protocol=settings.pyannote_protocol,
         huggingface_token=settings.huggingface_token.get_secret_value() if settings.huggingface_token else None,
         max_duration=settings.max_duration,
+        diarizer_cache_dir=str(settings.diarizer_cache_dir) if settings.diarizer_cache_dir else None,
         asr=AsrOptions(language=job.language, task=job.task, batch_size=settings.batch_size),
         diarization=DiarizationOptions(
             backend=job.diarization,

@@ -115,11 +115,12 @@ class JobOptions(BaseModel):
         return self
 
     @classmethod
-    def parse(cls, values: dict[str, Any]) -> JobOptions:
-        """Validate ``values`` (form fields as strings, or stored options); :class:`OptionsError` naming
-        the first field that is wrong."""
+    def parse(cls, values: dict[str, Any], defaults: dict[str, Any] | None = None) -> JobOptions:
+        """Validate ``values`` (form fields as strings, or stored options) over ``defaults`` (the service's
+        settings, for what ``values`` leaves out or blank); :class:`OptionsError` naming the first field
+        that is wrong."""
         cleaned = {k: v.strip() if isinstance(v, str) else v for k, v in values.items()}
-        cleaned = {k: v for k, v in cleaned.items() if v not in ("", None)}
+        cleaned = {**(defaults or {}), **{k: v for k, v in cleaned.items() if v not in ("", None)}}
         try:
             return cls.model_validate(cleaned)
         except ValidationError as exc:

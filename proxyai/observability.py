@@ -165,5 +165,36 @@ def render_metrics(extra: dict[str, dict[tuple[str, ...], float]] | None = None)
     return body
 
 
+def serve_metrics(host: str, port: int) -> None:
+    """Serve :func:`render_metrics` (every process of the metrics folder, summed) at ``http://host:port/``
+    from a daemon thread; a port that is taken is logged and skipped, never fatal."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from threading import Thread
+
+    from prometheus_client import CONTENT_TYPE_LATEST
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = render_metrics()
+            self.send_response(200)
+            self.send_header("Content-Type", CONTENT_TYPE_LATEST)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:  # no access log on stderr
+            pass
+
+    log = structlog.get_logger("proxyai.worker")
+    try:
+        server = ThreadingHTTPServer((host, port), Handler)
+    except OSError as exc:
+        log.warning("worker metrics not served (WORKER_METRICS_PORT)", port=port, error=str(exc))
+        return
+    server.daemon_threads = True
+    Thread(target=server.serve_forever, name="proxyai-metrics", daemon=True).start()
+    log.info("worker metrics served", port=port)
+
+
 EXTRA_LABELS: dict[str, tuple[str, ...]] = {"proxyai_jobs": ("status",), "proxyai_queue_depth": ("queue",)}
 EXTRA_HELP = {"proxyai_jobs": "Jobs by status", "proxyai_queue_depth": "Messages waiting per queue"}

@@ -9,6 +9,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -17,12 +18,12 @@ from typing import Any
 from proxyai.config import Settings
 
 
-def prepare_metrics_dir(settings: Settings) -> None:
-    """Share Prometheus metrics between this machine's processes (must run before prometheus_client is
-    imported)."""
+def prepare_metrics_dir(settings: Settings, folder: Path | None = None) -> None:
+    """Share Prometheus metrics between processes through ``folder`` (default: the machine's, in the
+    data folder), unless a folder is set already; must run before prometheus_client is imported."""
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         return
-    folder = (settings.data_dir / "metrics").resolve()
+    folder = (folder or settings.data_dir / "metrics").resolve()
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True, exist_ok=True)
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(folder)
@@ -103,13 +104,25 @@ def worker_argv(queues: str, concurrency: int, pool: str, beat: bool, name: str 
 def run_worker(settings: Settings, queues: str, concurrency: int, pool: str, beat: bool = False) -> None:
     os.environ["PROXYAI_WORKER_QUEUES"] = queues
     os.environ["PROXYAI_WORKER_POOL"] = pool
+    own = None
+    if settings.worker_metrics_port and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        # the pool's processes write their metrics to a folder of this worker's, summed at its endpoint
+        own = Path(tempfile.mkdtemp(prefix="proxyai-worker-metrics-"))
+        prepare_metrics_dir(settings, own)
     from proxyai.context import make_context
-    from proxyai.observability import json_only_stdout
+    from proxyai.observability import json_only_stdout, serve_metrics
     from proxyai.worker.app import celery_app
 
     json_only_stdout()
     make_context(settings)
-    celery_app.worker_main(worker_argv(queues, concurrency, pool, beat))
+    if settings.worker_metrics_port:
+        serve_metrics(settings.worker_metrics_host, settings.worker_metrics_port)
+    main = os.getpid()
+    try:
+        celery_app.worker_main(worker_argv(queues, concurrency, pool, beat))
+    finally:
+        if own is not None and os.getpid() == main:
+            shutil.rmtree(own, ignore_errors=True)
 
 
 def run_beat(settings: Settings) -> None:
@@ -244,6 +257,7 @@ def serve(settings: Settings, host: str, port: int) -> int:
     elif path.exists():
         print(f"proxyai: the API key for this machine is in {path}", file=sys.stderr, flush=True)
     concurrency = max(2, settings.cpu_concurrency + settings.gpu_concurrency)
+    os.environ["WORKER_METRICS_PORT"] = "0"  # the worker's metrics are the API's /metrics here (one folder)
     argv = [sys.executable, "-m", "proxyai.cli", "worker", "--queues", "preprocess_cpu,preprocess_gpu"]
     worker = Supervised("worker", [*argv, "--concurrency", str(concurrency), "--pool", "threads"])
     clock = None

@@ -39,6 +39,8 @@ _CLI_ENV_VARS = (
     "SEGMENT_LENGTH_S",
     "PYANNOTE_PROTOCOL",
     "HUGGINGFACE_TOKEN",
+    "DIARIZATION_BACKEND",
+    "DIARIZER_CACHE_DIR",
 )
 
 
@@ -48,7 +50,9 @@ def _env() -> dict[str, str]:
     return env
 
 
-def cli(*args: Any, script: bool = False, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+def cli(
+    *args: Any, script: bool = False, timeout: float = 300, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     """Run ``proxyai ARGS`` (``python -m proxyai.cli``, or the installed console script).
 
     Output is decoded by hand so that carriage returns (a progress bar's redraws) stay as they are.
@@ -59,7 +63,7 @@ def cli(*args: Any, script: bool = False, timeout: float = 300) -> subprocess.Co
         capture_output=True,
         timeout=timeout,
         cwd=REPO_ROOT,
-        env=_env(),
+        env={**_env(), **(env or {})},
         check=False,
     )
     return subprocess.CompletedProcess(
@@ -371,8 +375,13 @@ def test_bad_names_is_a_one_line_error(jfk: Path) -> None:
 
 
 @slow
-def test_diarization_none(dialogue: Path) -> None:
-    r = ok_json(cli("transcribe", dialogue, "--format", "json", "--diarization", "none"))
+@pytest.mark.parametrize("by", ["flag", "setting"])
+def test_diarization_none(dialogue: Path, by: str) -> None:
+    """``--diarization none``, or ``DIARIZATION_BACKEND=none`` in the environment (the service's setting)."""
+    if by == "flag":
+        r = ok_json(cli("transcribe", dialogue, "--format", "json", "--diarization", "none"))
+    else:
+        r = ok_json(cli("transcribe", dialogue, "--format", "json", env={"DIARIZATION_BACKEND": "none"}))
     check_structure(r)
     assert r["diarization"] == []
     assert r["speakers"] == []

@@ -112,6 +112,7 @@ class NewUser(BaseModel):
 class Health(BaseModel):
     status: str
     version: str
+    diarization: str  # the backend of the jobs that do not choose one (DIARIZATION_BACKEND)
     failing: dict[str, str] | None = None
 
 

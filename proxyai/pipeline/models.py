@@ -270,9 +270,10 @@ def encoder_kind(path: str) -> str:
     raise ModelError(f"{path}: not a CAM++, ECAPA-TDNN or GE2E checkpoint")
 
 
-def resolve_encoder(name: str | None = None) -> EncoderSpec:
+def resolve_encoder(name: str | None = None, cache: str | os.PathLike[str] | None = None) -> EncoderSpec:
     """Which speaker encoder ``name`` means and where its weights are: a bundled name (``campplus``,
-    ``ecapa``, ``ge2e``), a local checkpoint, or a hub repository (downloaded when online)."""
+    ``ecapa``, ``ge2e``), a local checkpoint, or a hub repository (downloaded when online, into ``cache``
+    when given, else the hub's own cache)."""
     from proxyai.pipeline.encoders.base import EncoderError
 
     name = (name or DEFAULT_ENCODER).strip()
@@ -298,24 +299,26 @@ def resolve_encoder(name: str | None = None) -> EncoderSpec:
             )
         return EncoderSpec("ge2e", str(verify_bundled("resemblyzer", "pretrained.pt", pkg / "pretrained.pt")))
     if name.count("/") == 1 and not name.startswith((".", "/", "~")):
-        downloaded = _download_encoder(name)
+        downloaded = _download_encoder(name, cache)
         return EncoderSpec(encoder_kind(downloaded), downloaded)
     raise ModelError(f"{name}: no such speaker encoder (use {', '.join(ENCODERS)} or a path to a checkpoint)")
 
 
-def _download_encoder(repo: str) -> str:
+def _download_encoder(repo: str, cache: str | os.PathLike[str] | None = None) -> str:
     try:
         from huggingface_hub import hf_hub_download
     except ImportError:
         raise ModelError(f"cannot download {repo!r}: huggingface_hub is not installed") from None
-    for filename in HUB_ENCODER_FILES:
-        for local_only in (True, False):
+    last: Exception | None = None
+    folder = str(cache) if cache else None
+    for local_only in (True, False):  # every file name in the cache first: offline, a cached one is enough
+        for filename in HUB_ENCODER_FILES:
             try:
-                return str(hf_hub_download(repo, filename, local_files_only=local_only))
+                return str(hf_hub_download(repo, filename, local_files_only=local_only, cache_dir=folder))
             except Exception as exc:
-                if type(exc).__name__ in ("EntryNotFoundError", "RemoteEntryNotFoundError"):
-                    break
                 last = exc
+                if not local_only and type(exc).__name__ not in ("EntryNotFoundError", "RemoteEntryNotFoundError"):
+                    break  # the hub cannot be reached (or refuses): the other names would fare no better
     raise ModelError(
         f"cannot download the speaker encoder {repo!r} ({type(last).__name__}): offline? "
         f"Use a bundled one ({', '.join(ENCODERS)}) or a local checkpoint."
@@ -383,9 +386,10 @@ class ModelManager:
 
         return self._get(key, load)
 
-    def encoder(self, name: str | None = None, device: str = "auto", threads: int = 1) -> Any:
-        """A speaker encoder (see :class:`proxyai.pipeline.encoders.base.Encoder`)."""
-        spec = resolve_encoder(name)
+    def encoder(self, name: str | None = None, device: str = "auto", threads: int = 1, cache: str | None = None) -> Any:
+        """A speaker encoder (see :class:`proxyai.pipeline.encoders.base.Encoder`); ``cache``: where a hub
+        encoder is downloaded and CAM++'s ONNX export kept (``DIARIZER_CACHE_DIR``; default the caches')."""
+        spec = resolve_encoder(name, cache)
         dev = device
         if dev == "auto":
             import torch
@@ -397,11 +401,11 @@ class ModelManager:
             from proxyai.pipeline.encoders.base import EncoderError
 
             try:
-                return load_encoder(spec.kind, spec.path, dev, threads)
+                return load_encoder(spec.kind, spec.path, dev, threads, Path(cache) if cache else None)
             except EncoderError as exc:
                 raise ModelError(str(exc)) from None
 
-        return self._get(("encoder", spec, dev, threads), load)
+        return self._get(("encoder", spec, dev, threads, cache), load)
 
     def get(self, key: Any, load: Callable[[], Any]) -> Any:
         """Any other model (the pyannote pipeline), loaded once under ``key``."""

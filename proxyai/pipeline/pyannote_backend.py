@@ -13,8 +13,9 @@ from proxyai.pipeline.diarize import DiarizationError, DiarizationOptions, Turn,
 DEFAULT_PROTOCOL = "pyannote/speaker-diarization-3.1"
 
 
-def load_pipeline(protocol: str | None, token: str | None = None, device: str = "cpu") -> Any:
-    """Load ``protocol`` (a hub id, or a directory or ``config.yaml`` on disk) on ``device``."""
+def load_pipeline(protocol: str | None, token: str | None = None, device: str = "cpu", cache: str | None = None) -> Any:
+    """Load ``protocol`` (a hub id, or a directory or ``config.yaml`` on disk) on ``device``; a hub
+    pipeline and its models are downloaded into ``cache`` when given (else the hub's own cache)."""
     try:
         from pyannote.audio import Pipeline
     except Exception as exc:  # ImportError, or a torchaudio that does not match torch
@@ -28,9 +29,9 @@ def load_pipeline(protocol: str | None, token: str | None = None, device: str = 
         source = os.path.join(protocol, "config.yaml")
     try:
         try:
-            pipeline = Pipeline.from_pretrained(source, token=token)
+            pipeline = Pipeline.from_pretrained(source, token=token, cache_dir=cache)
         except TypeError:  # pyannote.audio 3.x
-            pipeline = Pipeline.from_pretrained(source, use_auth_token=token)
+            pipeline = Pipeline.from_pretrained(source, use_auth_token=token, cache_dir=cache)
     except Exception as exc:
         raise DiarizationError(
             f"cannot load the pyannote pipeline {protocol!r} ({type(exc).__name__}: {exc}); set PYANNOTE_PROTOCOL "

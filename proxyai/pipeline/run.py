@@ -45,6 +45,7 @@ class PipelineOptions:
     channels: str = "auto"
     pyannote_protocol: str | None = None
     huggingface_token: str | None = None
+    diarizer_cache_dir: str | None = None  # where pyannote and hub speaker encoders are downloaded
     max_duration: float | None = None  # seconds of audio one job may hold; decoding stops past it
     asr: AsrOptions = field(default_factory=AsrOptions)
     diarization: DiarizationOptions = field(default_factory=DiarizationOptions)
@@ -167,15 +168,22 @@ def diarize(prep: Prepared, options: PipelineOptions, manager: ModelManager = mo
     if prep.split:
         return diarize_channels(prep.speech)
     if dopts.backend == "pyannote":
-        from proxyai.pipeline.pyannote_backend import diarize_pyannote, load_pipeline
+        from proxyai.pipeline.pyannote_backend import diarize_pyannote
 
-        pipeline = manager.get(
-            ("pyannote", options.pyannote_protocol, dopts.device),
-            lambda: load_pipeline(options.pyannote_protocol, options.huggingface_token, dopts.device),
-        )
-        return diarize_pyannote(pipeline, prep.mono, dopts)
-    encoder = manager.encoder(options.encoder, dopts.device, threads or os.cpu_count() or 1)
+        return diarize_pyannote(pyannote_pipeline(options, manager), prep.mono, dopts)
+    encoder = manager.encoder(options.encoder, dopts.device, threads or os.cpu_count() or 1, options.diarizer_cache_dir)
     return diarize_embedded(prep.tracks[0], prep.speech[0], encoder, dopts)
+
+
+def pyannote_pipeline(options: PipelineOptions, manager: ModelManager = models) -> Any:
+    """The pyannote pipeline of ``options``, loaded once per process."""
+    from proxyai.pipeline.pyannote_backend import load_pipeline
+
+    device, cache = options.diarization.device, options.diarizer_cache_dir
+    return manager.get(
+        ("pyannote", options.pyannote_protocol, device, cache),
+        lambda: load_pipeline(options.pyannote_protocol, options.huggingface_token, device, cache),
+    )
 
 
 def merge(

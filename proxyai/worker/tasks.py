@@ -29,6 +29,7 @@ from proxyai.pipeline.run import (
     build_result,
     diarize,
     prepare,
+    pyannote_pipeline,
     transcribe,
     transcription_from_dict,
     transcription_to_dict,
@@ -410,7 +411,14 @@ def warm_up(app: Any) -> None:
     if GPU_QUEUE in queues:
         model = models.whisper(options.model, options.device, options.compute_type)
         transcribe_chunks(model, samples, [Chunk((Region(0.0, 2.0),))], AsrOptions(language="en"))
-    if CPU_QUEUE in queues:
-        encoder = models.encoder(options.encoder, options.diarization.device, diarization_threads(ctx.settings))
+    backend = ctx.settings.diarization_backend
+    if CPU_QUEUE in queues and backend == "embedded":
+        threads = diarization_threads(ctx.settings)
+        encoder = models.encoder(options.encoder, options.diarization.device, threads, options.diarizer_cache_dir)
         encoder.embed(np.zeros((1, 24000), np.float32))
-    log.info("models warm", queues=queues, seconds=round(time.perf_counter() - t0, 2))
+    elif CPU_QUEUE in queues and backend == "pyannote":
+        try:
+            pyannote_pipeline(options)
+        except DiarizationError as exc:  # its jobs fail with this message; the worker serves the others
+            log.error("the pyannote pipeline (DIARIZATION_BACKEND) cannot be loaded", error=str(exc))
+    log.info("models warm", queues=queues, diarization=backend, seconds=round(time.perf_counter() - t0, 2))

@@ -23,7 +23,8 @@ def test_health_is_ok(api: ApiClient) -> None:
     assert response.status_code == 200
     body = response.json()
     assert body["status"] == "ok"
-    assert body["version"] == __version__
+    assert body["version"] == __version__ == "13.7.6.1"
+    assert body["diarization"] == "embedded"  # DIARIZATION_BACKEND's default
     assert not body.get("failing")
 
 

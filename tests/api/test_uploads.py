@@ -296,3 +296,21 @@ def test_apps_side_by_side_each_run_jobs_in_their_own_context(tmp_path: Path, sh
         for client in clients:
             client.close()
             client.app.state.ctx.store.engine.dispose()  # type: ignore[attr-defined]
+
+
+def test_diarization_backend_is_the_default_of_every_job_that_does_not_choose(
+    make_sqlite_api: Callable[..., ApiClient], jfk: bytes
+) -> None:
+    """``DIARIZATION_BACKEND=none``: an upload without (or with a blank) ``diarization`` gets none, one that
+    asks for the embedded diarizer gets it; /health names the setting."""
+    api = make_sqlite_api(diarization_backend="none")
+    assert api.get("/health").json()["diarization"] == "none"
+    key = api.new_user()
+    backends = {}
+    for fields in ({}, {"diarization": " "}, {"diarization": "embedded"}):
+        response = api.upload(key, jfk, "jfk.flac", fields)
+        assert response.status_code == 200, response.text
+        result = api.get(f"/results/{response.json()['upload_id']}", headers={"X-API-Key": key}).json()
+        assert result["status"] == "done" and result["transcript"]
+        backends[fields.get("diarization", "absent")] = (result["model"]["diarization"], len(result["speakers"]))
+    assert backends == {"absent": ("none", 0), " ": ("none", 0), "embedded": ("embedded", 1)}

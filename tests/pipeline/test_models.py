@@ -579,3 +579,31 @@ def test_manager_refuses_a_broken_checkpoint(tmp_path: Path) -> None:
 
 def test_shared_manager() -> None:
     assert isinstance(models.models, ModelManager)
+
+
+def test_the_diarizer_cache_holds_the_encoders_exports(tmp_path: Path) -> None:
+    """``DIARIZER_CACHE_DIR``: CAM++ runs from the ONNX export in that folder, not the models cache's.
+    (The export already made in the models cache is copied there: making one takes half a minute.)"""
+    made = models.models.encoder("campplus", "cpu", 1).trunk
+    cache = tmp_path / "diarizer"
+    cache.mkdir()
+    shutil.copyfile(made, cache / made.name)
+    encoder = ModelManager().encoder("campplus", "cpu", 1, cache=str(cache))
+    assert encoder.trunk == cache / made.name
+    windows = np.random.default_rng(0).standard_normal((2, 24000)).astype(np.float32) * 0.1
+    np.testing.assert_allclose(encoder.embed(windows), models.models.encoder("campplus", "cpu", 1).embed(windows))
+    assert [p.name for p in cache.iterdir()] == [made.name]
+
+
+def test_a_hub_encoder_is_fetched_into_the_diarizer_cache(tmp_path: Path) -> None:
+    """Offline here, the hub's answer comes from ``cache``: a file placed in the hub layout there resolves
+    (every file name is looked for in the cache before the hub is asked)."""
+    cache = tmp_path / "hub"
+    snapshot = cache / "models--someone--encoder" / "snapshots" / ("0" * 40)
+    snapshot.mkdir(parents=True)
+    source = resolve_encoder("ge2e").path
+    shutil.copyfile(source, snapshot / "pretrained.pt")
+    (cache / "models--someone--encoder" / "refs").mkdir()
+    (cache / "models--someone--encoder" / "refs" / "main").write_text("0" * 40)
+    spec = resolve_encoder("someone/encoder", cache)
+    assert spec.kind == "ge2e" and Path(spec.path).parent == snapshot

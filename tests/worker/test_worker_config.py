@@ -166,3 +166,22 @@ def test_apps_with_different_brokers_side_by_side_each_publish_to_their_own(tmp_
         redis_db.delete("preprocess_cpu", "preprocess_gpu")
     assert celery_app.conf.broker_url == process_broker
     assert redis_api.celery is not embedded.celery
+
+
+def test_a_cpu_worker_warms_the_configured_diarization_backend(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``DIARIZATION_BACKEND=pyannote``: the CPU worker loads pyannote at start instead of the embedded
+    encoder; pyannote.audio does not import here (torchaudio), so the failure is logged with its fix and
+    the worker goes on (its pyannote jobs fail with the same message, the others run)."""
+    from structlog.testing import capture_logs
+
+    from proxyai.worker.app import make_celery
+    from proxyai.worker.tasks import warm_up
+
+    monkeypatch.setenv("PROXYAI_WORKER_QUEUES", "preprocess_cpu")
+    settings = make_settings(tmp_path, broker=None, diarization_backend="pyannote")
+    with capture_logs() as logs:
+        warm_up(make_celery(settings, set_as_current=False))
+    errors = [entry for entry in logs if entry["log_level"] == "error"]
+    assert len(errors) == 1 and "DIARIZATION_BACKEND" in errors[0]["event"]
+    assert "pyannote" in errors[0]["error"] and "proxyai[pyannote]" in errors[0]["error"]
+    assert [entry["diarization"] for entry in logs if entry["event"] == "models warm"] == ["pyannote"]

@@ -10,7 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
+from process_helpers import free_port
 from worker_helpers import (
     DONE_FILES,
     Api,
@@ -30,6 +32,7 @@ class Run:
     api: Api
     cpu: Worker
     gpu: Worker
+    metrics: dict[str, int]  # each worker's own metrics port
     upload_id: str
     correlation_id: str
     seen: list[dict[str, Any]]
@@ -45,10 +48,11 @@ def run(tmp_path_factory: pytest.TempPathFactory, redis_db: Any, dialogue_wav: P
     data = root / "data"
     settings = make_settings(data)
     migrate(settings)
+    ports = {"cpu": free_port(), "gpu": free_port()}
     with ExitStack() as stack:
-        cpu = launch_worker(data, root / "logs", "preprocess_cpu", "cpu")
+        cpu = launch_worker(data, root / "logs", "preprocess_cpu", "cpu", worker_metrics_port=ports["cpu"])
         stack.callback(cpu.stop)
-        gpu = launch_worker(data, root / "logs", "preprocess_gpu", "gpu")
+        gpu = launch_worker(data, root / "logs", "preprocess_gpu", "gpu", worker_metrics_port=ports["gpu"])
         stack.callback(gpu.stop)
         api = make_api(settings)
         for worker in (cpu, gpu):
@@ -61,7 +65,7 @@ def run(tmp_path_factory: pytest.TempPathFactory, redis_db: Any, dialogue_wav: P
         # the last lines (task succeeded) are written just after the job is marked done
         for worker, task in ((cpu, "diarize_full"), (gpu, "transcribe_segments")):
             worker.wait_for(lambda w=worker, t=task: _runs(w, t, upload_id), 20, f"{task} succeeded line")
-        yield Run(api, cpu, gpu, upload_id, correlation_id, seen, final, settings.results)
+        yield Run(api, cpu, gpu, ports, upload_id, correlation_id, seen, final, settings.results)
 
 
 def _runs(worker: Worker, task: str, upload_id: str) -> list[tuple[float, float]]:
@@ -118,6 +122,25 @@ def test_job_runs_end_to_end_on_two_workers(run: Run) -> None:
     labels = {s["id"]: s["label"] for s in named["speakers"]}
     assert labels[first] == "Alice"
     assert [s for s in labels if labels[s] == "Alice"] == [first]
+
+
+def test_each_worker_serves_the_metrics_of_its_pool(run: Run) -> None:
+    """``WORKER_METRICS_PORT``: each worker (a prefork pool: the task ran in a child process) serves the
+    stage seconds and task runs of its own job parts, so they are visible however many machines run workers."""
+
+    def scrape(label: str) -> dict[str, float]:
+        text = httpx.get(f"http://127.0.0.1:{run.metrics[label]}/metrics", timeout=10).text
+        return {
+            m.group(1): float(m.group(2)) for m in re.finditer(r"^([a-z_]+(?:\{[^}]*\})?) ([0-9.e+-]+)$", text, re.M)
+        }
+
+    cpu, gpu = scrape("cpu"), scrape("gpu")
+    assert cpu["diarization_seconds_count"] == 1.0 and cpu["diarization_seconds_sum"] > 0
+    assert cpu["vad_segmentation_seconds_count"] == 1.0  # the preparation ran on the CPU queue
+    assert cpu['celery_task_runs_total{outcome="success",task="proxyai.diarize_full"}'] == 1.0
+    assert "whisper_transcription_seconds_count" not in cpu or cpu["whisper_transcription_seconds_count"] == 0
+    assert gpu["whisper_transcription_seconds_count"] == 1.0 and gpu["whisper_transcription_seconds_sum"] > 0
+    assert gpu['celery_task_runs_total{outcome="success",task="proxyai.transcribe_segments"}'] == 1.0
 
 
 def test_parts_ran_in_their_own_worker_processes_in_parallel(run: Run) -> None:

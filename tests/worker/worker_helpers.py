@@ -252,6 +252,7 @@ def worker_env(data_dir: Path, **values: Any) -> dict[str, str]:
         "WHISPER_MODEL_PATH": "base",
         "WHISPER_DEVICE": "cpu",
         "CELERY_VISIBILITY_TIMEOUT": "3600",
+        "WORKER_METRICS_PORT": "0",  # none unless a test asks: workers of parallel tests would share a port
     }
     settings.update({k.upper(): str(v) for k, v in values.items()})
     env.update(settings)

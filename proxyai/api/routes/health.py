@@ -66,10 +66,11 @@ async def health(ctx: Ctx, celery: Queue, response: Response) -> Health:
         check("broker", lambda: _broker_check(celery)),
         check("storage", ctx.files.check_writable),
     )
+    backend = ctx.settings.diarization_backend
     if failing:
         response.status_code = 503
-        return Health(status="failing", version=__version__, failing=failing)
-    return Health(status="ok", version=__version__)
+        return Health(status="failing", version=__version__, diarization=backend, failing=failing)
+    return Health(status="ok", version=__version__, diarization=backend)
 
 
 @router.get("/metrics", dependencies=[rate_limit("metrics")], response_class=Response, responses=RATE_LIMITED)

@@ -61,7 +61,7 @@ async def create_upload(request: Request, ctx: Ctx, celery: Queue, user: Current
         finally:
             os.close(fd)
         try:
-            options = JobOptions.parse(received.fields)
+            options = JobOptions.parse(received.fields, {"diarization": ctx.settings.diarization_backend})
         except OptionsError as exc:
             raise HTTPException(422, str(exc)) from None
         if received.size == 0:

@@ -373,6 +373,7 @@ class CamPlusPlusOnnxEncoder:
         options = ort.SessionOptions()
         options.intra_op_num_threads = 1
         options.inter_op_num_threads = 1
+        self.trunk = trunk
         self._session = ort.InferenceSession(str(trunk), options, providers=["CPUExecutionProvider"])
 
     def _frames(self, feats: np.ndarray) -> np.ndarray:
