@@ -11,4 +11,5 @@ fi
 .venv/bin/ruff check proxyai tests bench
 .venv/bin/ruff format --check proxyai tests bench
 .venv/bin/mypy
-.venv/bin/python -m pytest -q -p no:cacheprovider "$@"
+# Coverage of proxyai/ by the test process (the service's subprocesses are not counted): under 80 % fails.
+.venv/bin/python -m pytest -q -p no:cacheprovider --cov=proxyai --cov-report=term:skip-covered --cov-fail-under=80 "$@"
