@@ -142,18 +142,23 @@ DIARIZATION_SECONDS = Histogram("diarization_seconds", "Diarization per job", bu
 TASK_RUNS = Counter("celery_task_runs_total", "Task runs by task and outcome", ["task", "outcome"])
 
 
+def _registry() -> CollectorRegistry:
+    """This process's registry, or, in multiprocess mode, one that sums every process's files."""
+    from prometheus_client import REGISTRY
+
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return REGISTRY
+    from prometheus_client import multiprocess
+
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    return registry
+
+
 def render_metrics(extra: dict[str, dict[tuple[str, ...], float]] | None = None) -> bytes:
     """This process's metrics (or every process's, in multiprocess mode), plus gauges computed now
     (``extra``: metric name → {label values: value}; labels per metric in ``EXTRA_LABELS``)."""
-    from prometheus_client import REGISTRY
-
-    registry: CollectorRegistry = REGISTRY
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        from prometheus_client import multiprocess
-
-        registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
-    body = generate_latest(registry)
+    body = generate_latest(_registry())
     if extra:
         now_registry = CollectorRegistry()
         for name, values in extra.items():
@@ -166,33 +171,16 @@ def render_metrics(extra: dict[str, dict[tuple[str, ...], float]] | None = None)
 
 
 def serve_metrics(host: str, port: int) -> None:
-    """Serve :func:`render_metrics` (every process of the metrics folder, summed) at ``http://host:port/``
-    from a daemon thread; a port that is taken is logged and skipped, never fatal."""
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-    from threading import Thread
-
-    from prometheus_client import CONTENT_TYPE_LATEST
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            body = render_metrics()
-            self.send_response(200)
-            self.send_header("Content-Type", CONTENT_TYPE_LATEST)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: Any) -> None:  # no access log on stderr
-            pass
+    """Serve every process's metrics of the metrics folder, summed, at ``http://host:port/`` (prometheus_client's
+    own server, in a daemon thread); a port that is taken is logged and skipped, never fatal."""
+    from prometheus_client import start_http_server
 
     log = structlog.get_logger("proxyai.worker")
     try:
-        server = ThreadingHTTPServer((host, port), Handler)
+        start_http_server(port, addr=host, registry=_registry())
     except OSError as exc:
         log.warning("worker metrics not served (WORKER_METRICS_PORT)", port=port, error=str(exc))
         return
-    server.daemon_threads = True
-    Thread(target=server.serve_forever, name="proxyai-metrics", daemon=True).start()
     log.info("worker metrics served", port=port)
 
 
