@@ -82,7 +82,8 @@ def child(mode: str, path: str, model: str, beam: int) -> dict[str, object]:
         out["wall"] = time.perf_counter() - t0
     else:
         models.whisper(model)  # load outside the timing, as plain does
-        models.encoder()
+        # the encoder as each mode uses it: one thread beside recognition, every core alone
+        models.encoder(threads=1 if mode == "full" else os.cpu_count() or 1)
         t0 = time.perf_counter()
         if mode == "asr":
             prep = prepare(path, options)

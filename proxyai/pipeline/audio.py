@@ -107,6 +107,9 @@ class DurationError(ValueError):
     """The decoded audio is longer than the most a job may hold (``MAX_DURATION``)."""
 
 
+SPOOL_BLOCK = 1 << 16  # samples per channel gathered before a write (4 s at 16 kHz, 256 kB)
+
+
 class _Spool:
     """Decoded samples written piece by piece to unnamed temporary files (one per channel), then read
     back into one array of exactly their size. Memory follows what was actually decoded, never what a
@@ -117,6 +120,8 @@ class _Spool:
         # closed (and so deleted) by close(), which decode calls in a finally
         self.files = [tempfile.TemporaryFile(prefix="proxyai-") for _ in range(channels)]  # noqa: SIM115
         self.size = 0  # samples per channel
+        self.pending: list[np.ndarray] = []  # pieces not yet written (a decoder's frames are small)
+        self.pending_size = 0
         self.limit = limit
         self.max_seconds = max_seconds
 
@@ -126,12 +131,23 @@ class _Spool:
             raise DurationError(
                 f"the recording is longer than {self.max_seconds:g} s, the most one job may hold (MAX_DURATION)"
             )
-        for row, fh in zip(piece, self.files, strict=True):
-            row.tofile(fh)
+        self.pending.append(piece)
+        self.pending_size += piece.shape[1]
         self.size += piece.shape[1]
+        if self.pending_size >= SPOOL_BLOCK:
+            self._write()
+
+    def _write(self) -> None:
+        if not self.pending:
+            return
+        block = np.concatenate(self.pending, axis=1)
+        for row, fh in zip(block, self.files, strict=True):
+            row.tofile(fh)
+        self.pending, self.pending_size = [], 0
 
     def read(self, joined: bool) -> np.ndarray | list[np.ndarray]:
         """The samples: one ``(channels, n)`` array when ``joined``, else one array per channel."""
+        self._write()
         out = np.empty((len(self.files), self.size), dtype=np.float32) if joined else None
         rows = list(out) if out is not None else [np.empty(self.size, dtype=np.float32) for _ in self.files]
         for row, fh in zip(rows, self.files, strict=True):

@@ -6,13 +6,16 @@ Thresholds are the issue's; the figures themselves are printed by ``bench/qualit
 from __future__ import annotations
 
 import json
+import wave
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
+from proxyai.pipeline.audio import SAMPLE_RATE, decode
 from proxyai.pipeline.diarize import Turn
-from proxyai.pipeline.run import PipelineOptions, run
+from proxyai.pipeline.run import PipelineOptions, diarize, prepare, run
 from proxyai.pipeline.scoring import der, read_rttm, speaker_mapping, wer, word_attribution
 
 pytestmark = pytest.mark.slow
@@ -133,3 +136,24 @@ def test_result_shape(results: dict[str, dict[str, Any]]) -> None:
         assert seg["start"] <= seg["end"]
         for w in seg["words"]:
             assert seg["start"] <= w["start"] <= w["end"] <= seg["end"]
+
+
+def test_a_recording_played_three_times_has_the_speakers_it_has_once(shared_audio: Path, tmp_path: Path) -> None:
+    """The same audio heard again (a looped prompt, a file made of copies) is not a reason to split a
+    voice: the held-out test holds every repeat out with what it repeats."""
+    samples = decode(shared_audio / "meeting_4spk.wav").samples
+    gap = np.zeros(SAMPLE_RATE, dtype=np.float32)
+    period = (len(samples) + len(gap)) / SAMPLE_RATE
+    path = tmp_path / "looped.wav"
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(SAMPLE_RATE)
+        for _ in range(3):
+            w.writeframes((np.clip(np.concatenate([samples, gap]), -1, 1) * 32767).astype("<i2").tobytes())
+    once = read_rttm(shared_audio / "meeting_4spk.rttm")
+    reference = [Turn(t.start + k * period, t.end + k * period, t.speaker) for k in range(3) for t in once]
+    options = PipelineOptions()
+    turns = diarize(prepare(path, options), options)
+    assert len({t.speaker for t in turns}) == 4
+    assert der(reference, turns).der <= MAX_DER["meeting_4spk"]

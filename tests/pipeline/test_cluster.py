@@ -22,6 +22,7 @@ from proxyai.pipeline.cluster import (
     merge_tested,
     merge_until,
     relabel,
+    repeat_origins,
     resegment,
     similarity,
     time_folds,
@@ -423,6 +424,48 @@ def test_held_out_split_needs_windows_of_both_clusters_in_both_folds() -> None:
     early = truth.copy()
     early[starts >= 4.0] = 0  # speaker 1 only in the first block: never in the second fold
     assert held_out_split(unit(emb), early == 0, early == 1, folds) is None
+
+
+def test_repeat_origins_lead_each_repeat_to_the_first_hearing() -> None:
+    one = voices(6, seed=2)
+    emb = np.concatenate([one, one[[0, 1]] * 1.0001, one[[0]]])  # windows 0 and 1 heard again, 0 a third time
+    starts = np.arange(9) * 2.0
+    assert repeat_origins(emb, starts, starts + 1.5).tolist() == [0, 1, 2, 3, 4, 5, 0, 1, 0]
+
+
+def test_repeat_origins_leave_distinct_windows_and_windows_sharing_time_alone() -> None:
+    emb, _ = windows(voices(2), [(0, 20), (1, 20)])  # one voice's windows: about 0.9 alike, not repeats
+    starts = np.arange(40) * HOP
+    assert repeat_origins(emb, starts, starts + 0.4).tolist() == list(range(40))
+    same = np.repeat(voices(1), 10, axis=0)  # identical, but each window overlaps the next two
+    origins = repeat_origins(same, starts[:10], starts[:10] + 1.5)
+    # a window repeats the earliest window it shares no time with, never an overlapping neighbour
+    assert origins.tolist() == [0, 1, 2, 0, 0, 0, 0, 0, 0, 0]
+
+
+def phrases_of_one_voice(rng: np.random.Generator, phrases: int = 6, per: int = 6) -> np.ndarray:
+    """One voice whose windows fall in groups by what is said: ``phrases`` of ``per`` windows."""
+    centre = unit(rng.standard_normal(DIM))
+    phrase = unit(centre + 0.6 * rng.standard_normal((phrases, DIM)) / np.sqrt(DIM))
+    return unit(np.repeat(phrase, per, axis=0) + 0.3 * rng.standard_normal((phrases * per, DIM)) / np.sqrt(DIM))
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("seed", range(4))
+def test_a_recording_heard_four_times_is_clustered_as_heard_once(method: str, seed: int) -> None:
+    """Two voices, then the whole recording three times more (a looped file), with the bounds of a
+    modern encoder. Counted as evidence, the copies make each phrase a tight group of its own and the
+    voices split by what they say; the labels of each hearing must be those of the recording heard once."""
+    rng = np.random.default_rng(seed)
+    once = np.concatenate([phrases_of_one_voice(rng), phrases_of_one_voice(rng)])
+    n = len(once)
+    looped = np.concatenate([once] + [unit(once + 0.002 * rng.standard_normal(once.shape)) for _ in range(3)])
+    starts = np.arange(4 * n) * HOP + np.repeat(np.arange(4) * 4.5, n)  # copies fall in other held-out folds
+    options = ClusterOptions(method=method)
+    alone = cluster(once, HOP, options, 0.95, spans=(starts[:n], starts[:n] + HOP), maybe_same=0.55)
+    again = cluster(looped, HOP, options, 0.95, spans=(starts, starts + HOP), maybe_same=0.55)
+    assert len(set(alone.tolist())) == 2
+    assert again.tolist() == alone.tolist() * 4
 
 
 def test_time_folds_alternate_blocks() -> None:
