@@ -42,6 +42,8 @@ class Settings(BaseSettings):
     # always raised above the largest hard time limit (TASK_TIME_LIMIT_MAX), so that the broker never
     # redelivers a task that is still running. A dead worker's part is sent again by its lease instead.
     celery_visibility_timeout: int = Field(3600, ge=5)
+    # the embedded broker: seconds between polls of its queues when no publisher rang (proxyai.worker.broker)
+    broker_poll_interval: float = Field(1.0, gt=0, le=60)
     task_time_limit: int = Field(600, ge=10)
     task_soft_time_limit: int = Field(550, ge=5)
     task_time_limit_max: int = Field(6 * 3600, ge=60)  # the time limits grow with the audio up to this
@@ -146,7 +148,8 @@ class Settings(BaseSettings):
 
     @property
     def broker_url(self) -> str:
-        return self.celery_broker_url or f"sqla+sqlite:///{(self.data_dir / 'broker.db').resolve()}"
+        # kombu's SQLAlchemy transport, polled every broker_poll_interval (proxyai.worker.broker)
+        return self.celery_broker_url or f"proxyai+sqlite:///{(self.data_dir / 'broker.db').resolve()}"
 
     @property
     def embedded(self) -> bool:

@@ -139,6 +139,12 @@ WHISPER_SECONDS = Histogram(
     "whisper_transcription_seconds", "Speech recognition per job", buckets=(1, 5, 15, 60, 300, 900, 3600)
 )
 DIARIZATION_SECONDS = Histogram("diarization_seconds", "Diarization per job", buckets=(0.5, 1, 5, 15, 60, 300, 900))
+JOB_STAGE_SECONDS = Histogram(
+    "job_stage_seconds",
+    "Each stage of a job: queue (upload to pick-up), prepare, asr, diarization, merge, total (upload to result)",
+    ["stage"],
+    buckets=(0.01, 0.05, 0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600),
+)
 TASK_RUNS = Counter("celery_task_runs_total", "Task runs by task and outcome", ["task", "outcome"])
 
 

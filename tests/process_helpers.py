@@ -79,3 +79,15 @@ def stop_group(proc: subprocess.Popen[bytes]) -> None:
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
+
+
+STAGES = ("queue", "prepare", "decode", "vad", "asr", "diarization", "merge", "total")
+
+
+def check_timings(timings: dict[str, float]) -> None:
+    """Every stage of a service job timed: the queue wait and each stage within the whole."""
+    assert set(timings) >= set(STAGES), timings
+    assert all(timings[s] >= 0 for s in STAGES), timings
+    assert timings["prepare"] >= timings["decode"] + timings["vad"] - 0.01, timings
+    assert timings["total"] >= timings["queue"] + timings["prepare"], timings
+    assert timings["total"] >= max(timings["asr"], timings["diarization"]), timings

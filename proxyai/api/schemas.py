@@ -88,7 +88,10 @@ class Result(BaseModel):
     transcript: list[Segment]
     diarization: list[SpeakerTurn] = Field(description="who speaks when, overlaps kept")
     model: dict[str, str] = Field(description="the ASR model and the diarization backend used")
-    timings: dict[str, float] = Field(description="seconds per stage: decode, vad, asr, diarization, merge")
+    timings: dict[str, float] = Field(
+        description="seconds per stage: queue (upload to pick-up), prepare (decode, vad), asr, diarization, "
+        "merge, and total (upload to result)"
+    )
 
 
 class JobList(BaseModel):

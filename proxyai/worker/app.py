@@ -54,6 +54,9 @@ def configure(app: Celery, settings: Settings) -> None:
     """Apply ``settings`` to ``app``."""
     if settings.embedded:
         from proxyai.store.db import private_file
+        from proxyai.worker import broker
+
+        broker.register()
 
         private_file(settings.data_dir / "broker.db")
     app.conf.update(
@@ -88,10 +91,10 @@ def configure(app: Celery, settings: Settings) -> None:
         broker_connection_retry_on_startup=True,
         # Redis: how long a message a worker took stays invisible before it is handed out again; above
         # every hard time limit, so a running task is never handed out twice (a dead worker's part is
-        # sent again by the lease reaper). The SQLAlchemy transport hands every option to create_engine:
-        # none. unacked_restore_throttle: look for such messages every few seconds, not every 100.
+        # sent again by the lease reaper). The embedded broker: how often it looks at empty queues.
+        # unacked_restore_throttle: look for such messages every few seconds, not every 100.
         broker_transport_options=(
-            {}
+            {"polling_interval": settings.broker_poll_interval}
             if settings.embedded
             else {"visibility_timeout": visibility_timeout(settings), "unacked_restore_throttle": 1}
         ),

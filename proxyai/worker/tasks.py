@@ -7,6 +7,7 @@ import os
 import time
 import uuid
 from collections.abc import Callable
+from datetime import datetime, timezone
 from typing import Any
 
 import numpy as np
@@ -18,7 +19,14 @@ from sqlalchemy.exc import OperationalError
 from proxyai.config import Settings
 from proxyai.context import Context, pipeline_options, time_limits, worker_queues
 from proxyai.jobs import PARTS, STAGE_OF, JobOptions, Part, Stage, Status
-from proxyai.observability import DIARIZATION_SECONDS, TASK_RUNS, VAD_SECONDS, WHISPER_SECONDS, get_logger
+from proxyai.observability import (
+    DIARIZATION_SECONDS,
+    JOB_STAGE_SECONDS,
+    TASK_RUNS,
+    VAD_SECONDS,
+    WHISPER_SECONDS,
+    get_logger,
+)
 from proxyai.pipeline import prepared
 from proxyai.pipeline.asr import AsrOptions, transcribe_chunks
 from proxyai.pipeline.audio import AudioError
@@ -102,6 +110,13 @@ class JobTask(Task):  # type: ignore[misc]
         log.error("task failed", error=f"{type(exc).__name__}: {exc}")
 
 
+def since(moment: datetime, now: float | None = None) -> float:
+    """Seconds from ``moment`` (naive: UTC, as SQLite gives it back) to ``now`` (a ``time.time()``)."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return max(0.0, (time.time() if now is None else now) - moment.timestamp())
+
+
 def failure_message(exc: BaseException) -> str:
     if isinstance(exc, (SoftTimeLimitExceeded, TimeLimitExceeded)):
         return "processing took longer than the time limit; raise TASK_TIME_LIMIT or split the recording"
@@ -131,6 +146,7 @@ def prepare_job(self: JobTask, upload_id: str, correlation_id: str | None = None
     """The first step (the CPU queue): decode the upload and map its speech, once, beside it; then send
     the two parts, which read that instead of decoding and scanning the audio again."""
     ctx = self.ctx
+    picked = time.time()
     folder = ctx.files.prepared_dir(upload_id)
     with leased(ctx.store, upload_id, Part.PREPARE, self.request.id, ctx.settings.lease_seconds) as held:
         if not held:
@@ -146,6 +162,7 @@ def prepare_job(self: JobTask, upload_id: str, correlation_id: str | None = None
             if not ctx.store.start_part(upload_id, Stage.PREPARING):
                 return
             options = pipeline_options(ctx.settings, job.job_options())
+            t0 = time.perf_counter()
             try:
                 prep = prepare(ctx.files.upload_path(upload_id), options)
             except AudioError:
@@ -153,7 +170,11 @@ def prepare_job(self: JobTask, upload_id: str, correlation_id: str | None = None
                     return
                 raise
             VAD_SECONDS.observe(prep.timings["vad"])
+            prep.timings["queue"] = since(job.created_at, picked)  # upload to the preparation's start
+            prep.timings["prepare"] = time.perf_counter() - t0  # decode, speech scan and saving
             prepared.save(prep, folder)
+            for stage in ("queue", "prepare"):
+                JOB_STAGE_SECONDS.labels(stage).observe(prep.timings[stage])
             if _deleted(ctx, upload_id):
                 return
             ctx.store.update_job(upload_id, duration=round(prep.duration, 3))
@@ -286,10 +307,13 @@ def _finish(task: JobTask, upload_id: str, part: Part | None) -> None:
         timings,
     )
     result["timings"]["merge"] = round(time.perf_counter() - t0, 3)
+    result["timings"]["total"] = round(since(job.created_at), 3)  # upload to result
     ctx.files.write_json(upload_id, "result", result)
     if _deleted(ctx, upload_id):
         return
     ctx.store.finish_job(upload_id, result["duration"])
+    for stage in ("asr", "diarization", "merge", "total"):
+        JOB_STAGE_SECONDS.labels(stage).observe(float(result["timings"].get(stage, 0.0)))
     prepared.drop_samples(ctx.files.prepared_dir(upload_id))
     log.info("job done", speakers=len(result["speakers"]), segments=len(result["segments"]))
 
@@ -330,7 +354,9 @@ def delivered_messages(broker_url: str) -> int:
     its row for ever (it never redelivers it either: leases do): delete those rows."""
     from sqlalchemy import create_engine, text
 
-    url = broker_url.removeprefix("sqla+")
+    from proxyai.worker.broker import database_url
+
+    url = database_url(broker_url)
     if not os.path.exists(url.split("///", 1)[-1]):
         return 0
     engine = create_engine(url)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from process_helpers import processes_with, wait_for
+from process_helpers import check_timings, processes_with, wait_for
 from serve_helper import json_lines, serve, start
 
 pytestmark = pytest.mark.slow
@@ -71,6 +71,7 @@ def test_upload_to_results_labels_and_formats(server: tuple[str, str, Path], sha
 
     result = httpx.get(f"{base}/results/{upload_id}", headers=headers).json()
     assert len(result["speakers"]) == 2
+    check_timings(result["timings"])
     assert "child" in " ".join(s["text"] for s in result["transcript"]).lower()
 
     r = httpx.post(f"{base}/labels/{upload_id}", json={"SPEAKER_01": "Oleg"}, headers=headers)

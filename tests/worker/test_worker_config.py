@@ -138,8 +138,10 @@ def test_crash_safe_settings(tmp_path: Path, embedded: bool) -> None:
     conf = make_api(make_settings(tmp_path / "data", broker=broker, celery_visibility_timeout=42)).celery.conf
     assert conf.task_acks_late and conf.task_reject_on_worker_lost
     assert conf.worker_prefetch_multiplier == 1
-    # the SQLAlchemy transport passes its options to create_engine: it gets none
-    expected = {} if embedded else {"visibility_timeout": 6 * 3600 + 600, "unacked_restore_throttle": 1}
+    # the embedded broker: only how often it polls (which its channel keeps from create_engine)
+    expected = (
+        {"polling_interval": 1.0} if embedded else {"visibility_timeout": 6 * 3600 + 600, "unacked_restore_throttle": 1}
+    )
     assert conf.broker_transport_options == expected
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
-from process_helpers import free_port
+from process_helpers import check_timings, free_port
 from worker_helpers import (
     DONE_FILES,
     Api,
@@ -105,6 +105,7 @@ def test_job_runs_end_to_end_on_two_workers(run: Run) -> None:
     text = " ".join(seg["text"] for seg in result["segments"]).lower()
     assert "child" in text, text
     assert {seg["speaker"] for seg in result["segments"]} <= set(speakers)
+    check_timings(result["timings"])
 
     # exactly one result file
     assert job_files(run.results_dir / uid) == DONE_FILES
