@@ -116,13 +116,13 @@ def big_body(size: int, boundary: str) -> Iterator[bytes]:
     yield f"\r\n--{boundary}--\r\n".encode()
 
 
-def one_job(base: str, headers: dict[str, str]) -> dict[str, float]:
-    """Upload the sample, wait for its result, return its timings."""
+def one_job(base: str, headers: dict[str, str]) -> tuple[str, dict[str, float]]:
+    """Upload the sample, wait for its result; its id and timings."""
     with open(SAMPLE, "rb") as fh:
         upload_id = httpx.post(f"{base}/upload/", files={"file": fh}, headers=headers, timeout=60).json()["upload_id"]
     while httpx.get(f"{base}/status/{upload_id}", headers=headers).json()["status"] not in ("done", "failed"):
         time.sleep(0.05)
-    return dict(httpx.get(f"{base}/results/{upload_id}", headers=headers).json()["timings"])
+    return upload_id, dict(httpx.get(f"{base}/results/{upload_id}", headers=headers).json()["timings"])
 
 
 def main() -> None:
@@ -141,15 +141,10 @@ def main() -> None:
             wait_ready(base)
             key = (folder / "data" / "local-api-key").read_text().strip()
             headers = {"X-API-Key": key}
-            with open(SAMPLE, "rb") as fh:
-                upload_id = httpx.post(f"{base}/upload/", files={"file": fh}, headers=headers, timeout=60).json()[
-                    "upload_id"
-                ]
-            while httpx.get(f"{base}/status/{upload_id}", headers=headers).json()["status"] not in ("done", "failed"):
-                time.sleep(1)
+            upload_id, _ = one_job(base, headers)  # the models' first job; its result is what the load reads
             queue_s, total_s = [], []
             for _ in range(args.jobs):
-                timings = one_job(base, headers)
+                _, timings = one_job(base, headers)
                 queue_s.append(timings["queue"])
                 total_s.append(timings["total"])
             latencies = asyncio.run(load(base, f"/results/{upload_id}", headers, args.rate, args.seconds))

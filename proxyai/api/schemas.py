@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, Field, field_validator
 
 from proxyai.jobs import Stage
 from proxyai.jobs import Status as JobStatus
-from proxyai.store.db import Job
+from proxyai.store.db import Job, utc
 
 
 class UploadResponse(BaseModel):
@@ -30,7 +30,7 @@ class Status(BaseModel):
     @field_validator("created_at", "updated_at")
     @classmethod
     def _utc(cls, value: datetime) -> datetime:
-        return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+        return utc(value)
 
     @classmethod
     def of(cls, job: Job) -> Status:

@@ -110,6 +110,3 @@ def register() -> None:
 def database_url(broker_url: str) -> str:
     """The SQLAlchemy URL inside an embedded broker URL."""
     return broker_url.removeprefix(SCHEME).removeprefix("sqla+")
-
-
-register()

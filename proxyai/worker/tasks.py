@@ -7,7 +7,7 @@ import os
 import time
 import uuid
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -45,7 +45,9 @@ from proxyai.pipeline.run import (
     turns_to_list,
 )
 from proxyai.pipeline.vad import Chunk, Region
+from proxyai.store.db import utc
 from proxyai.worker.app import CPU_QUEUE, GPU_QUEUE
+from proxyai.worker.broker import database_url
 from proxyai.worker.lease import leased
 
 log = get_logger("proxyai.worker")
@@ -111,10 +113,8 @@ class JobTask(Task):  # type: ignore[misc]
 
 
 def since(moment: datetime, now: float | None = None) -> float:
-    """Seconds from ``moment`` (naive: UTC, as SQLite gives it back) to ``now`` (a ``time.time()``)."""
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    return max(0.0, (time.time() if now is None else now) - moment.timestamp())
+    """Seconds from ``moment`` (a time read from the database) to ``now`` (a ``time.time()``)."""
+    return max(0.0, (time.time() if now is None else now) - utc(moment).timestamp())
 
 
 def failure_message(exc: BaseException) -> str:
@@ -353,8 +353,6 @@ def delivered_messages(broker_url: str) -> int:
     """The embedded broker (kombu's SQLAlchemy transport) marks a delivered message invisible and keeps
     its row for ever (it never redelivers it either: leases do): delete those rows."""
     from sqlalchemy import create_engine, text
-
-    from proxyai.worker.broker import database_url
 
     url = database_url(broker_url)
     if not os.path.exists(url.split("///", 1)[-1]):

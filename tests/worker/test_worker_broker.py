@@ -13,6 +13,8 @@ from kombu import Connection, Exchange, Queue
 from proxyai.config import Settings
 from proxyai.worker import broker
 
+broker.register()  # as configure() does for an embedded app
+
 
 def test_embedded_broker_url_uses_the_polling_transport(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path)
