@@ -104,6 +104,12 @@ def worker_argv(queues: str, concurrency: int, pool: str, beat: bool, name: str 
 def run_worker(settings: Settings, queues: str, concurrency: int, pool: str, beat: bool = False) -> None:
     os.environ["PROXYAI_WORKER_QUEUES"] = queues
     os.environ["PROXYAI_WORKER_POOL"] = pool
+    # MKL (inside CTranslate2) keeps the buffers of every matrix size it has met, ~50 MB after one
+    # meeting, for no speed measurable here; an idle worker should hold its models and little else
+    os.environ.setdefault("MKL_DISABLE_FAST_MM", "1")
+    from proxyai.worker.memory import limit_arenas
+
+    limit_arenas()
     own = None
     if settings.worker_metrics_port and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         # the pool's processes write their metrics to a folder of this worker's, summed at its endpoint

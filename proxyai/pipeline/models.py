@@ -391,10 +391,12 @@ class ModelManager:
         encoder is downloaded and CAM++'s ONNX export kept (``DIARIZER_CACHE_DIR``; default the caches')."""
         spec = resolve_encoder(name, cache)
         dev = device
-        if dev == "auto":
-            import torch
+        if dev == "auto":  # no CUDA device at all: no torch import to find that out (hundreds of MB)
+            dev = "cpu"
+            if resolve_device("auto") == "cuda":
+                import torch
 
-            dev = "cuda" if torch.cuda.is_available() else "cpu"
+                dev = "cuda" if torch.cuda.is_available() else "cpu"
 
         def load() -> Any:
             from proxyai.pipeline.encoders import load_encoder

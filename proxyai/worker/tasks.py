@@ -49,6 +49,7 @@ from proxyai.store.db import utc
 from proxyai.worker.app import CPU_QUEUE, GPU_QUEUE
 from proxyai.worker.broker import database_url
 from proxyai.worker.lease import leased
+from proxyai.worker.memory import release_memory
 
 log = get_logger("proxyai.worker")
 
@@ -102,6 +103,9 @@ class JobTask(Task):  # type: ignore[misc]
             raise
         TASK_RUNS.labels(self.name, "success").inc()
         return result
+
+    def after_return(self, *args: Any, **kwargs: Any) -> None:
+        release_memory()
 
     def on_failure(self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
         upload_id = args[0] if args else kwargs.get("upload_id")
@@ -445,4 +449,5 @@ def warm_up(app: Any) -> None:
             pyannote_pipeline(options)
         except DiarizationError as exc:  # its jobs fail with this message; the worker serves the others
             log.error("the pyannote pipeline (DIARIZATION_BACKEND) cannot be loaded", error=str(exc))
+    release_memory()
     log.info("models warm", queues=queues, diarization=backend, seconds=round(time.perf_counter() - t0, 2))

@@ -200,6 +200,48 @@ def test_streamed_body_is_cut_off_at_the_limit(server: tuple[str, str, Path]) ->
     assert not leftovers
 
 
+IDLE_TARGET_MIB = 600  # issue 13: every process of an idle serve, with its models loaded
+
+
+def _memory_mib(marker: str) -> dict[str, int]:
+    """Resident (RSS) and proportional (PSS: shared pages divided among their sharers) memory of every
+    process of the service, summed, in MiB."""
+    total = {"Rss": 0, "Pss": 0}
+    for pid in processes_with(marker):
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+                field, _, value = line.partition(":")
+                if field in total:
+                    total[field] += int(value.split()[0])
+    return {field: kb // 1024 for field, kb in total.items()}
+
+
+def test_an_idle_serve_after_its_jobs_holds_at_most_600_mib(server: tuple[str, str, Path], shared_audio: Path) -> None:
+    """After the module's jobs (and a four-speaker meeting), the service with its models loaded holds at
+    most 600 MiB in all: the worker imports no torch, and hands the heap's free pages back after each
+    task."""
+    base, key, folder = server
+    headers = {"X-API-Key": key}
+    with open(shared_audio / "meeting_4spk.wav", "rb") as fh:
+        r = httpx.post(f"{base}/upload/", files={"file": ("meeting.wav", fh)}, headers=headers, timeout=60)
+    assert r.status_code == 200, r.text
+    upload_id = r.json()["upload_id"]
+
+    def finished() -> bool:
+        return httpx.get(f"{base}/status/{upload_id}", headers=headers).json()["status"] in ("done", "failed")
+
+    assert wait_for(finished, 240)
+    assert httpx.get(f"{base}/status/{upload_id}", headers=headers).json()["status"] == "done"
+    time.sleep(2)  # the task's return (and its memory release) follows the job's last write
+    marker = f"DATA_DIR={folder / 'data'}"
+    memory = _memory_mib(marker)
+    print(f"idle serve after its jobs: RSS {memory['Rss']} MiB, PSS {memory['Pss']} MiB")
+    assert 0 < memory["Pss"] <= memory["Rss"] <= IDLE_TARGET_MIB, memory
+    for pid in processes_with(marker):
+        with contextlib.suppress(OSError):
+            assert b"/torch/" not in Path(f"/proc/{pid}/maps").read_bytes(), f"process {pid} has torch loaded"
+
+
 def _workers(marker: str) -> set[int]:
     """The service's worker processes: those with ``worker`` on their command line whose parent is not
     itself one (a worker's own short-lived forks carry its command line until they exec)."""

@@ -12,6 +12,7 @@ Features are Kaldi fbanks less their mean (:mod:`proxyai.pipeline.encoders.kaldi
 
 from __future__ import annotations
 
+import hashlib
 import os
 import threading
 import warnings
@@ -235,16 +236,16 @@ def _pool(frames: Any, times: np.ndarray, start: float, end: float) -> Any:
 
 def onnx_trunk(weights: str, cache: Path) -> Path:
     """The network's frame-level trunk exported to ONNX once per weights file (by its sha256) into
-    ``cache``; written to a temporary file and renamed, so processes may race."""
-    import hashlib
-
-    import torch
-
+    ``cache``, with the last layer's parameters beside it (:func:`head_path`); written to temporary
+    files and renamed, so processes may race. torch is imported only to export: a process that finds
+    the export made runs on onnxruntime and numpy alone (a worker holds no torch in memory)."""
     with open(weights, "rb") as fh:
         digest = hashlib.file_digest(fh, "sha256").hexdigest()[:16]
     target = cache / f"campplus-trunk-{digest}-v{ONNX_VERSION}.onnx"
-    if target.exists():
+    if target.exists() and head_path(target).exists():
         return target
+
+    import torch
 
     class Trunk(torch.nn.Module):
         def __init__(self) -> None:
@@ -255,12 +256,15 @@ def onnx_trunk(weights: str, cache: Path) -> Path:
             return self.net.trunk(feats)
 
     cache.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f"{target.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    suffix = f".{os.getpid()}.{threading.get_ident()}.tmp"
+    tmp = target.with_name(target.name + suffix)
+    head_tmp = head_path(target).with_name(head_path(target).name + suffix)
     try:
+        trunk = Trunk().eval()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notices
             torch.onnx.export(
-                Trunk().eval(),
+                trunk,
                 (torch.zeros(1, 200, 80),),
                 str(tmp),
                 input_names=["feats"],
@@ -269,13 +273,29 @@ def onnx_trunk(weights: str, cache: Path) -> Path:
                 opset_version=17,
                 dynamo=False,
             )
-        os.replace(tmp, target)
+        dense = trunk.net.xvector.dense
+        with open(head_tmp, "wb") as out:
+            np.savez(
+                out,
+                weight=dense.linear.weight[:, :, 0].detach().numpy().T.astype(np.float32),
+                mean=dense.nonlinear.batchnorm.running_mean.numpy().astype(np.float32),
+                var=dense.nonlinear.batchnorm.running_var.numpy().astype(np.float32),
+            )
+        os.replace(head_tmp, head_path(target))
+        os.replace(tmp, target)  # last: the trunk's presence says both are there
     except Exception as exc:
         first_line = str(exc).splitlines()[0] if str(exc) else ""
         raise EncoderError(f"cannot export CAM++ to ONNX ({type(exc).__name__}: {first_line})") from None
     finally:
         tmp.unlink(missing_ok=True)
+        head_tmp.unlink(missing_ok=True)
     return target
+
+
+def head_path(trunk: Path) -> Path:
+    """The file beside an exported trunk holding the last layer: the affine map (``weight``, 1024 × 192)
+    and its batch norm's running ``mean`` and ``var``."""
+    return trunk.with_name(trunk.name.replace("-trunk-", "-head-").removesuffix(".onnx") + ".npz")
 
 
 def features(windows: np.ndarray) -> np.ndarray:
@@ -356,7 +376,6 @@ class CamPlusPlusOnnxEncoder:
         self, weights: str | None = None, cache: Path | None = None, threads: int = 1, batch_size: int = 32
     ) -> None:
         import onnxruntime as ort
-        import torch
 
         from proxyai.pipeline.models import cache_dir
 
@@ -365,12 +384,12 @@ class CamPlusPlusOnnxEncoder:
         self.threads = max(1, threads)
         self.batch_size = batch_size
         trunk = onnx_trunk(self.path, cache or cache_dir() / "models")
-        state = torch.load(self.path, map_location="cpu", weights_only=True)
-        self._dense = state["xvector.dense.linear.weight"][:, :, 0].numpy().T.astype(np.float32)
-        self._mean = state["xvector.dense.nonlinear.batchnorm.running_mean"].numpy().astype(np.float32)
-        var = state["xvector.dense.nonlinear.batchnorm.running_var"].numpy()
-        self._scale = (1.0 / np.sqrt(var + 1e-5)).astype(np.float32)
+        with np.load(head_path(trunk)) as head:
+            self._dense = head["weight"]
+            self._mean = head["mean"]
+            self._scale = (1.0 / np.sqrt(head["var"] + 1e-5)).astype(np.float32)
         options = ort.SessionOptions()
+        options.enable_cpu_mem_arena = False  # activations freed after each run: a 30 s piece holds ~100 MB
         options.intra_op_num_threads = 1
         options.inter_op_num_threads = 1
         self.trunk = trunk

@@ -4,6 +4,9 @@ frame pooling against window-by-window embedding, and the ONNX path against torc
 from __future__ import annotations
 
 import itertools
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +18,7 @@ from proxyai.pipeline.encoders.campplus import (
     DIM,
     CamPlusPlusEncoder,
     CamPlusPlusOnnxEncoder,
+    head_path,
     load_network,
     onnx_trunk,
     pieces,
@@ -155,6 +159,36 @@ def test_onnx_export_is_cached_by_weights(onnx_cache: Path) -> None:
     stamp = first.stat().st_mtime_ns
     assert onnx_trunk(weights_path(), onnx_cache) == first
     assert first.stat().st_mtime_ns == stamp
+    assert not list(onnx_cache.glob("*.tmp"))
+
+
+def test_an_exported_encoder_runs_without_torch(dialogue: tuple, onnx_cache: Path, tmp_path: Path) -> None:
+    """Once exported, the ONNX encoder needs neither torch nor the checkpoint's reader: a worker that
+    embeds with it holds no torch in memory (hundreds of MB)."""
+    samples, spans, _ = dialogue
+    onnx_trunk(weights_path(), onnx_cache)
+    np.save(tmp_path / "samples.npy", samples)
+    script = (
+        "import sys, json, numpy as np\n"
+        "from pathlib import Path\n"
+        "from proxyai.pipeline.encoders.campplus import CamPlusPlusOnnxEncoder\n"
+        f"enc = CamPlusPlusOnnxEncoder(cache=Path({str(onnx_cache)!r}))\n"
+        f"out = enc.embed_spans(np.load({str(tmp_path / 'samples.npy')!r}), {spans!r})\n"
+        f"np.save({str(tmp_path / 'out.npy')!r}, out)\n"
+        "print(json.dumps(sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.'))))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads(proc.stdout.strip().splitlines()[-1]) == []
+    here = CamPlusPlusOnnxEncoder(cache=onnx_cache).embed_spans(samples, spans)
+    np.testing.assert_allclose(np.load(tmp_path / "out.npy"), here, atol=1e-6)
+
+
+def test_a_trunk_without_its_head_is_exported_again(onnx_cache: Path) -> None:
+    trunk = onnx_trunk(weights_path(), onnx_cache)
+    head_path(trunk).unlink()
+    assert onnx_trunk(weights_path(), onnx_cache) == trunk
+    assert head_path(trunk).is_file()
     assert not list(onnx_cache.glob("*.tmp"))
 
 
