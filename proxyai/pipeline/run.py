@@ -27,7 +27,7 @@ from proxyai.pipeline.diarize import (
     diarize_channels,
     diarize_embedded,
 )
-from proxyai.pipeline.models import DEFAULT_ENCODER, DEFAULT_WHISPER, ModelManager, models
+from proxyai.pipeline.models import DEFAULT_ENCODER, DEFAULT_WHISPER, ModelManager, models, resolve_device
 
 CHANNEL_MODES = ("auto", "mix", "split")
 Progress = Callable[[str, float], None]  # (stage, fraction 0–1)
@@ -243,6 +243,12 @@ def _word_json(w: Word) -> dict[str, Any]:
     return {"start": w.start, "end": w.end, "word": w.word.strip(), "probability": w.probability}
 
 
+def encoder_threads_beside_asr(device: str) -> int:
+    """CPU threads for the speaker encoder while recognition runs on ``device``: one beside recognition
+    on the CPU (which uses every core), every core (0) beside recognition on a GPU."""
+    return 1 if resolve_device(device) == "cpu" else 0
+
+
 def run(
     source: str | os.PathLike[str] | Audio,
     options: PipelineOptions | None = None,
@@ -266,8 +272,8 @@ def run(
 
     pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="proxyai")
     try:
-        # one encoder thread: recognition, beside it, uses every core
-        diar = pool.submit(timed, "diarization", lambda: diarize(prep, options, manager, threads=1))
+        threads = encoder_threads_beside_asr(options.device)
+        diar = pool.submit(timed, "diarization", lambda: diarize(prep, options, manager, threads=threads))
         asr = pool.submit(timed, "asr", lambda: transcribe(prep, options, manager, progress))
         transcription = asr.result()
         turns = diar.result()

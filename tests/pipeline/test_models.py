@@ -609,3 +609,31 @@ def test_a_hub_encoder_is_fetched_into_the_diarizer_cache(tmp_path: Path) -> Non
     (cache / "models--someone--encoder" / "refs" / "main").write_text("0" * 40)
     spec = resolve_encoder("someone/encoder", cache)
     assert spec.kind == "ge2e" and Path(spec.path).parent == snapshot
+
+
+def test_the_encoder_takes_every_core_beside_recognition_on_a_gpu() -> None:
+    """Recognition on the CPU uses every core, so diarization beside it gets one; on a GPU it hardly
+    uses the CPU, so diarization gets every core (0). (Only the choice is tested: no GPU here.)"""
+    from proxyai.pipeline.run import encoder_threads_beside_asr
+
+    assert encoder_threads_beside_asr("cpu") == 1
+    assert encoder_threads_beside_asr("cuda") == 0
+    assert encoder_threads_beside_asr("auto") == (0 if resolve_device("auto") == "cuda" else 1)
+
+
+def test_an_auto_encoder_device_without_cuda_imports_no_torch() -> None:
+    """With no CUDA device (CTranslate2's count), "auto" means the CPU without importing torch: a worker
+    would otherwise hold torch's hundreds of MB for one question."""
+    script = (
+        "import sys\n"
+        "from proxyai.pipeline.models import ModelManager\n"
+        "enc = ModelManager().encoder('campplus', 'auto', 1)\n"
+        "print(enc.device, 'torch' in sys.modules)\n"
+    )
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    if resolve_device("auto") == "cpu":
+        assert proc.stdout.split() == ["cpu", "False"]
