@@ -28,9 +28,8 @@ say() { echo "gpu.sh: $*" >&2; }
 
 if [ ! -x .venv/bin/python ]; then
   [ -d bench/wheels ] || { say "no .venv and no bench/wheels to install from (offline)"; exit 2; }
-  run=(python3 -m venv .venv)
-  if [ "$DRY" = 1 ]; then say "would run: ${run[*]} && .venv/bin/pip install --no-index --find-links bench/wheels -e ."
-  else "${run[@]}" && .venv/bin/pip install -q --no-index --find-links bench/wheels -e .; fi
+  if [ "$DRY" = 1 ]; then say "would make .venv from bench/wheels (python3 -m venv; pip install --no-index)"
+  else python3 -m venv .venv && .venv/bin/pip install -q --no-index --find-links bench/wheels -e .; fi
 fi
 PY=.venv/bin/python
 [ -x "$PY" ] || PY=python3
@@ -41,8 +40,7 @@ PY=.venv/bin/python
 CMD=("$PY" bench/pipeline.py --shared "$SHARED" --rounds "$ROUNDS" --repeat "$REPEAT" --model "$MODEL"
      --device cuda --compute-type float16 --batch-size "$BATCH")
 if [ "$DRY" = 1 ]; then
-  "$PY" bench/pipeline.py --help >/dev/null
-  "$PY" bench/pipeline.py --check-model "$MODEL"
+  "${CMD[@]}" --check-model "$MODEL"  # the bench's own parsing of exactly these arguments, and the model
   say "would run: ${CMD[*]}"
   exit 0
 fi

@@ -123,25 +123,23 @@ def child(mode: str, path: str, setup: Setup) -> dict[str, object]:
     options = PipelineOptions(model=setup.model, device=device, compute_type=setup.compute_type)
     options.asr.beam_size = setup.beam
     options.asr.batch_size = setup.batch_size or None
-    beam = setup.beam
-    model = setup.model
     out: dict[str, object] = {}
     if mode == "plain":
         from faster_whisper import WhisperModel
 
         wm = WhisperModel(
-            resolve_whisper(model),
+            resolve_whisper(setup.model),
             device=device,
             compute_type=resolve_compute_type(setup.compute_type, device),
             cpu_threads=os.cpu_count() or 4,
         )
         with GpuMemory() as gpu:
             t0 = time.perf_counter()
-            segments, _ = wm.transcribe(path, beam_size=beam)
+            segments, _ = wm.transcribe(path, beam_size=setup.beam)
             out["text"] = " ".join(s.text for s in segments)
             out["wall"] = time.perf_counter() - t0
     else:
-        models.whisper(model, device, options.compute_type)  # load outside the timing, as plain does
+        models.whisper(setup.model, device, options.compute_type)  # load outside the timing, as plain does
         # the encoder as each mode uses it: beside recognition as run() sizes it, every core alone
         beside = encoder_threads_beside_asr(device) or os.cpu_count() or 1
         models.encoder(threads=beside if mode == "full" else os.cpu_count() or 1)

@@ -16,10 +16,9 @@ ARENAS = 2
 def _libc() -> Any:
     try:
         libc = ctypes.CDLL("libc.so.6")
-        libc.malloc_trim, libc.mallopt  # noqa: B018  # glibc's, or nothing
-    except (OSError, AttributeError):
+    except OSError:
         return None
-    return libc
+    return libc if hasattr(libc, "malloc_trim") and hasattr(libc, "mallopt") else None  # glibc's, or none
 
 
 def limit_arenas(arenas: int = ARENAS) -> None:

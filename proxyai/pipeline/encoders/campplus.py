@@ -242,7 +242,8 @@ def onnx_trunk(weights: str, cache: Path) -> Path:
     with open(weights, "rb") as fh:
         digest = hashlib.file_digest(fh, "sha256").hexdigest()[:16]
     target = cache / f"campplus-trunk-{digest}-v{ONNX_VERSION}.onnx"
-    if target.exists() and head_path(target).exists():
+    head = head_path(target)
+    if target.exists() and head.exists():
         return target
 
     import torch
@@ -258,7 +259,7 @@ def onnx_trunk(weights: str, cache: Path) -> Path:
     cache.mkdir(parents=True, exist_ok=True)
     suffix = f".{os.getpid()}.{threading.get_ident()}.tmp"
     tmp = target.with_name(target.name + suffix)
-    head_tmp = head_path(target).with_name(head_path(target).name + suffix)
+    head_tmp = head.with_name(head.name + suffix)
     try:
         trunk = Trunk().eval()
         with warnings.catch_warnings():
@@ -281,7 +282,7 @@ def onnx_trunk(weights: str, cache: Path) -> Path:
                 mean=dense.nonlinear.batchnorm.running_mean.numpy().astype(np.float32),
                 var=dense.nonlinear.batchnorm.running_var.numpy().astype(np.float32),
             )
-        os.replace(head_tmp, head_path(target))
+        os.replace(head_tmp, head)
         os.replace(tmp, target)  # last: the trunk's presence says both are there
     except Exception as exc:
         first_line = str(exc).splitlines()[0] if str(exc) else ""
